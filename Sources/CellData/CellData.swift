@@ -1,0 +1,1 @@
+// AnnData / 10x readers, preprocessing, writer (issue 4).

@@ -1,0 +1,385 @@
+import CMPI
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Element types that can travel through a collective.
+public enum ScalarKind: Sendable, CaseIterable {
+    case float32, float64, int32, int64, uint8
+
+    public var byteCount: Int {
+        switch self {
+        case .float32, .int32: return 4
+        case .float64, .int64: return 8
+        case .uint8: return 1
+        }
+    }
+
+    var datatype: MPI_Datatype {
+        switch self {
+        case .float32: return cmpi_float()
+        case .float64: return cmpi_double()
+        case .int32: return cmpi_int32()
+        case .int64: return cmpi_int64()
+        case .uint8: return cmpi_uint8()
+        }
+    }
+}
+
+/// A Swift scalar with a fixed MPI datatype.
+public protocol CollectiveScalar: Numeric, Sendable {
+    static var scalarKind: ScalarKind { get }
+}
+extension Float: CollectiveScalar { public static var scalarKind: ScalarKind { .float32 } }
+extension Double: CollectiveScalar { public static var scalarKind: ScalarKind { .float64 } }
+extension Int32: CollectiveScalar { public static var scalarKind: ScalarKind { .int32 } }
+extension Int64: CollectiveScalar { public static var scalarKind: ScalarKind { .int64 } }
+extension UInt8: CollectiveScalar { public static var scalarKind: ScalarKind { .uint8 } }
+
+/// Reduction operators for allreduce.
+public enum ReduceOp: String, Sendable, CaseIterable {
+    case sum, max, min
+
+    var op: MPI_Op {
+        switch self {
+        case .sum: return cmpi_sum()
+        case .max: return cmpi_max()
+        case .min: return cmpi_min()
+        }
+    }
+}
+
+/// An MPI call that returned an error code, with MPI's own message.
+public struct MPIError: Error, CustomStringConvertible, Sendable {
+    public let call: String
+    public let code: Int32
+    public let message: String
+    public var description: String { "\(call) failed: \(message) (MPI error \(code))" }
+}
+
+/// A misuse of the Communicator API detected before MPI was called.
+public struct CollectiveUsageError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+@inline(__always)
+func check(_ rc: Int32, _ call: @autoclosure () -> String) throws {
+    if rc != cmpi_success() { throw MPIError(call: call(), code: rc, message: mpiErrorString(rc)) }
+}
+
+func mpiErrorString(_ code: Int32) -> String {
+    var buf = [CChar](repeating: 0, count: Int(cmpi_max_error_string()) + 1)
+    var len: Int32 = 0
+    if MPI_Error_string(code, &buf, &len) != cmpi_success() { return "unknown MPI error" }
+    return String(decoding: buf.prefix(Int(len)).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}
+
+/// The largest element count one MPI call takes (counts are C ints).
+let maxCount = Int(Int32.max)
+
+/// A communicator over MPI_COMM_WORLD.
+///
+/// `Communicator.world` initialises MPI on first use: under `mpirun`/`srun` it joins the job,
+/// started directly it is a singleton of size 1. Errors from MPI come back as `MPIError`
+/// (the communicator uses MPI_ERRORS_RETURN); `abort` prints `[rank r] message` and takes
+/// the whole job down so no rank is left waiting in a collective.
+///
+/// All collectives must be called by every rank in the same order with matching counts
+/// (where a count is given); the variable-size ones (`allgatherv`, `alltoallv`,
+/// `broadcast(array:)`) exchange their sizes first.
+public final class Communicator: @unchecked Sendable {
+    public let rank: Int
+    public let size: Int
+    /// Rank among the processes on this node, and their number.
+    public let localRank: Int
+    public let localSize: Int
+    let comm: MPI_Comm
+
+    /// The world communicator; initialises MPI (thread level FUNNELED) on first use.
+    public static let world: Communicator = {
+        do { return try Communicator(initialisingWorld: ()) } catch {
+            writeStderr("[rank ?] could not initialise MPI: \(error)\n")
+            exit(1)
+        }
+    }()
+
+    private init(initialisingWorld: Void) throws {
+        var flag: Int32 = 0
+        try check(MPI_Initialized(&flag), "MPI_Initialized")
+        if flag == 0 {
+            var provided: Int32 = 0
+            try check(MPI_Init_thread(nil, nil, cmpi_thread_funneled(), &provided), "MPI_Init_thread")
+            atexit { Communicator.finalizeAtExit() }
+        }
+        comm = cmpi_comm_world()
+        try check(MPI_Comm_set_errhandler(comm, cmpi_errors_return()), "MPI_Comm_set_errhandler")
+        var r: Int32 = 0, s: Int32 = 0
+        try check(MPI_Comm_rank(comm, &r), "MPI_Comm_rank")
+        try check(MPI_Comm_size(comm, &s), "MPI_Comm_size")
+        rank = Int(r); size = Int(s)
+        var local: MPI_Comm? = cmpi_comm_null()
+        try check(MPI_Comm_split_type(comm, cmpi_comm_type_shared(), r, cmpi_info_null(), &local),
+                  "MPI_Comm_split_type")
+        var lr: Int32 = 0, ls: Int32 = 1
+        try check(MPI_Comm_rank(local, &lr), "MPI_Comm_rank(local)")
+        try check(MPI_Comm_size(local, &ls), "MPI_Comm_size(local)")
+        _ = MPI_Comm_free(&local)
+        localRank = Int(lr); localSize = Int(ls)
+    }
+
+    static func finalizeAtExit() {
+        var initialised: Int32 = 0, finalised: Int32 = 0
+        MPI_Initialized(&initialised)
+        MPI_Finalized(&finalised)
+        if initialised != 0 && finalised == 0 { MPI_Finalize() }
+    }
+
+    /// Finalises MPI (also done automatically at process exit). No collective may follow.
+    public func finalize() { Communicator.finalizeAtExit() }
+
+    /// The MPI library's own version string (callable before initialisation).
+    public static var libraryVersion: String {
+        var buf = [CChar](repeating: 0, count: Int(cmpi_max_library_version_string()) + 1)
+        var len: Int32 = 0
+        guard MPI_Get_library_version(&buf, &len) == cmpi_success() else { return "unknown" }
+        let s = String(decoding: buf.prefix(Int(len)).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return s.split(separator: "\n").first.map { String($0).trimmingTrailingNulls() } ?? s
+    }
+
+    /// MPI standard version as "major.minor".
+    public static var standardVersion: String {
+        var major: Int32 = 0, minor: Int32 = 0
+        MPI_Get_version(&major, &minor)
+        return "\(major).\(minor)"
+    }
+
+    /// Wall-clock seconds (MPI_Wtime).
+    public static func time() -> Double { MPI_Wtime() }
+
+    // MARK: Failure
+
+    /// Prints `[rank r] message` on stderr and brings the whole job down.
+    /// On a single rank it exits with `code`; with more ranks it calls MPI_Abort, which makes the
+    /// launcher kill every other rank, including those blocked in a collective.
+    public func abort(_ message: String, code: Int32 = 1) -> Never {
+        var text = "[rank \(rank)] \(message)"
+        if !text.hasSuffix("\n") { text += "\n" }
+        fflush(nil)
+        writeStderr(text)
+        if size > 1 { MPI_Abort(comm, code) }
+        exit(code)
+    }
+
+    /// Runs `body`; any error it throws aborts the job with that rank's message.
+    public func orAbort<R>(_ body: () throws -> R) -> R {
+        do { return try body() } catch { abort("\(error)") }
+    }
+
+    // MARK: Synchronisation
+
+    public func barrier() throws { try check(MPI_Barrier(comm), "MPI_Barrier") }
+
+    // MARK: Broadcast
+
+    /// Broadcasts `buffer` from `root`; every rank passes a buffer of the same count.
+    public func broadcast<T: CollectiveScalar>(_ buffer: UnsafeMutableBufferPointer<T>, root: Int = 0) throws {
+        try validateRoot(root)
+        var offset = 0
+        repeat {
+            let n = Swift.min(buffer.count - offset, maxCount)
+            try check(MPI_Bcast(buffer.baseAddress.map { UnsafeMutableRawPointer($0 + offset) }, Int32(n),
+                                T.scalarKind.datatype, Int32(root), comm), "MPI_Bcast")
+            offset += n
+        } while offset < buffer.count
+    }
+
+    /// Broadcasts an array of the same length on every rank from `root`, in place.
+    public func broadcast<T: CollectiveScalar>(_ array: inout [T], root: Int = 0) throws {
+        try array.withUnsafeMutableBufferPointer { try broadcast($0, root: root) }
+    }
+
+    /// Broadcasts `root`'s array whatever the other ranks' lengths; returns root's array everywhere.
+    public func broadcast<T: CollectiveScalar>(array: [T], root: Int = 0) throws -> [T] {
+        var count: [Int64] = [Int64(array.count)]
+        try broadcast(&count, root: root)
+        var result = rank == root ? array : [T](repeating: 0, count: Int(count[0]))
+        try broadcast(&result, root: root)
+        return result
+    }
+
+    /// Broadcasts one value from `root`.
+    public func broadcast<T: CollectiveScalar>(value: T, root: Int = 0) throws -> T {
+        var a = [value]
+        try broadcast(&a, root: root)
+        return a[0]
+    }
+
+    // MARK: Allreduce
+
+    /// In-place allreduce; every rank passes the same count.
+    public func allreduce<T: CollectiveScalar>(_ buffer: UnsafeMutableBufferPointer<T>, op: ReduceOp) throws {
+        guard let base = buffer.baseAddress, buffer.count > 0 else {
+            try check(MPI_Allreduce(cmpi_in_place(), nil, 0, T.scalarKind.datatype, op.op, comm), "MPI_Allreduce")
+            return
+        }
+        var offset = 0
+        while offset < buffer.count {
+            let n = Swift.min(buffer.count - offset, maxCount)
+            try check(MPI_Allreduce(cmpi_in_place(), base + offset, Int32(n), T.scalarKind.datatype, op.op, comm),
+                      "MPI_Allreduce(\(T.scalarKind), \(op.rawValue), count \(n))")
+            offset += n
+        }
+    }
+
+    /// In-place allreduce of an array; every rank passes the same count.
+    public func allreduce<T: CollectiveScalar>(_ array: inout [T], op: ReduceOp) throws {
+        try array.withUnsafeMutableBufferPointer { try allreduce($0, op: op) }
+    }
+
+    /// Allreduce of one value.
+    public func allreduce<T: CollectiveScalar>(value: T, op: ReduceOp) throws -> T {
+        var a = [value]
+        try allreduce(&a, op: op)
+        return a[0]
+    }
+
+    /// Starts an in-place allreduce and returns at once. The buffer must stay alive and untouched
+    /// until the returned request has been waited on.
+    public func iallreduce<T: CollectiveScalar>(_ buffer: UnsafeMutableBufferPointer<T>, op: ReduceOp) throws
+        -> CollectiveRequest {
+        guard buffer.count <= maxCount else {
+            throw CollectiveUsageError("iallreduce of \(buffer.count) elements: split buffers above 2^31-1 elements")
+        }
+        var req: MPI_Request? = cmpi_request_null()
+        try check(MPI_Iallreduce(cmpi_in_place(), buffer.baseAddress, Int32(buffer.count), T.scalarKind.datatype,
+                                 op.op, comm, &req), "MPI_Iallreduce")
+        return CollectiveRequest(req)
+    }
+
+    // MARK: Gathers
+
+    /// Every rank contributes `send.count` elements (the same on all ranks); the result holds
+    /// rank 0's, then rank 1's, … .
+    public func allgather<T: CollectiveScalar>(_ send: [T]) throws -> [T] {
+        let total = send.count * size
+        guard send.count <= maxCount else { throw CollectiveUsageError("allgather: count above 2^31-1") }
+        var out = [T](repeating: 0, count: total)
+        try send.withUnsafeBufferPointer { s in
+            try out.withUnsafeMutableBufferPointer { o in
+                try check(MPI_Allgather(s.baseAddress, Int32(s.count), T.scalarKind.datatype,
+                                        o.baseAddress, Int32(s.count), T.scalarKind.datatype, comm), "MPI_Allgather")
+            }
+        }
+        return out
+    }
+
+    /// Allgather of one value per rank.
+    public func allgather<T: CollectiveScalar>(value: T) throws -> [T] { try allgather([value]) }
+
+    /// Every rank contributes any number of elements (zero included); returns the concatenation in
+    /// rank order and each rank's count.
+    public func allgatherv<T: CollectiveScalar>(_ send: [T]) throws -> (values: [T], counts: [Int]) {
+        let counts = try allgather(value: Int64(send.count)).map(Int.init)
+        let total = counts.reduce(0, +)
+        guard total <= maxCount else {
+            throw CollectiveUsageError("allgatherv of \(total) elements in all: above 2^31-1, gather in pieces")
+        }
+        var displs = [Int32](repeating: 0, count: size)
+        for i in 1..<Swift.max(size, 1) where i < size { displs[i] = displs[i - 1] + Int32(counts[i - 1]) }
+        let rc32 = counts.map { Int32($0) }
+        var out = [T](repeating: 0, count: total)
+        try send.withUnsafeBufferPointer { s in
+            try out.withUnsafeMutableBufferPointer { o in
+                try check(MPI_Allgatherv(s.baseAddress, Int32(s.count), T.scalarKind.datatype,
+                                         o.baseAddress, rc32, displs, T.scalarKind.datatype, comm), "MPI_Allgatherv")
+            }
+        }
+        return (out, counts)
+    }
+
+    /// Personalised all-to-all: `send` holds the block for rank 0, then rank 1, …, with
+    /// `sendCounts[j]` elements for rank j. Returns what every rank sent to this one, in rank
+    /// order, and how many came from each.
+    public func alltoallv<T: CollectiveScalar>(_ send: [T], sendCounts: [Int]) throws -> (values: [T], counts: [Int]) {
+        guard sendCounts.count == size else {
+            throw CollectiveUsageError("alltoallv: \(sendCounts.count) send counts for \(size) ranks")
+        }
+        guard sendCounts.reduce(0, +) == send.count, sendCounts.allSatisfy({ $0 >= 0 }) else {
+            throw CollectiveUsageError("alltoallv: send counts sum to \(sendCounts.reduce(0, +)), buffer holds \(send.count)")
+        }
+        guard send.count <= maxCount else { throw CollectiveUsageError("alltoallv: send buffer above 2^31-1") }
+        var sc = sendCounts.map { Int32($0) }
+        var rc = [Int32](repeating: 0, count: size)
+        try check(MPI_Alltoall(&sc, 1, cmpi_int32(), &rc, 1, cmpi_int32(), comm), "MPI_Alltoall(counts)")
+        let total = rc.reduce(0) { $0 + Int($1) }
+        guard total <= maxCount else { throw CollectiveUsageError("alltoallv: receive total above 2^31-1") }
+        var sd = [Int32](repeating: 0, count: size), rd = [Int32](repeating: 0, count: size)
+        for i in 1..<Swift.max(size, 1) where i < size {
+            sd[i] = sd[i - 1] + sc[i - 1]
+            rd[i] = rd[i - 1] + rc[i - 1]
+        }
+        var out = [T](repeating: 0, count: total)
+        try send.withUnsafeBufferPointer { s in
+            try out.withUnsafeMutableBufferPointer { o in
+                try check(MPI_Alltoallv(s.baseAddress, sc, sd, T.scalarKind.datatype,
+                                        o.baseAddress, rc, rd, T.scalarKind.datatype, comm), "MPI_Alltoallv")
+            }
+        }
+        return (out, rc.map(Int.init))
+    }
+
+    private func validateRoot(_ root: Int) throws {
+        guard root >= 0 && root < size else { throw CollectiveUsageError("root \(root) outside 0..<\(size)") }
+    }
+}
+
+/// A nonblocking collective in flight. Wait on it exactly once before touching its buffer;
+/// a request dropped without waiting is waited on in deinit.
+public final class CollectiveRequest: @unchecked Sendable {
+    private var request: MPI_Request?
+    private var done = false
+
+    init(_ request: MPI_Request?) { self.request = request }
+
+    /// Blocks until the operation has completed.
+    public func wait() throws {
+        guard !done else { return }
+        done = true
+        try check(MPI_Wait(&request, cmpi_status_ignore()), "MPI_Wait")
+    }
+
+    /// True when the operation has completed (then no wait is needed).
+    public func test() throws -> Bool {
+        guard !done else { return true }
+        var flag: Int32 = 0
+        try check(MPI_Test(&request, &flag, cmpi_status_ignore()), "MPI_Test")
+        if flag != 0 { done = true }
+        return done
+    }
+
+    deinit { if !done { _ = MPI_Wait(&request, cmpi_status_ignore()) } }
+}
+
+extension String {
+    func trimmingTrailingNulls() -> String {
+        var s = self
+        while let last = s.last, last == "\0" || last == " " { s.removeLast() }
+        return s
+    }
+}
+
+/// Writes straight to file descriptor 2 (unbuffered, safe from any thread).
+public func writeStderr(_ text: String) {
+    var t = text
+    t.withUTF8 { buf in
+        var off = 0
+        while off < buf.count {
+            let n = write(2, buf.baseAddress! + off, buf.count - off)
+            if n <= 0 { break }
+            off += n
+        }
+    }
+}

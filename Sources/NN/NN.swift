@@ -1,0 +1,1 @@
+// Layers, optimisers and the flat parameter store (issue 3).

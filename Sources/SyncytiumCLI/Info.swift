@@ -1,0 +1,99 @@
+import ArgumentParser
+import Collectives
+import Foundation
+import HDF5IO
+import TensorCore
+
+struct Info: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show versions, the MPI job's shape, and the BLAS/HDF5 libraries in use.")
+
+    @Flag(help: "Print JSON instead of text.")
+    var json = false
+
+    @Flag(help: "Print only OpenBLAS's detected core type and exit (does not start MPI).")
+    var blasCore = false
+
+    struct RankLine: Codable { var rank: Int; var localRank: Int; var host: String; var blasThreads: Int }
+    struct Report: Codable {
+        var version: String
+        var mpiLibrary: String
+        var mpiStandard: String
+        var rank: Int
+        var size: Int
+        var localRank: Int
+        var localSize: Int
+        var openblasConfig: String
+        var openblasCore: String
+        var openblasCoretypeEnv: String?
+        var blasThreadsPerRank: Int
+        var hdf5Version: String
+        var hdf5Parallel: Bool
+        var cores: Int
+        var ranks: [RankLine]
+    }
+
+    func run() throws {
+        if blasCore {
+            print(BLASLibrary.coreName)
+            return
+        }
+        let comm = Communicator.world
+        comm.orAbort {
+            let mine = RankLine(rank: comm.rank, localRank: comm.localRank, host: hostName(),
+                                blasThreads: BLASLibrary.threads)
+            let lines = try gatherLines(comm, mine)
+            guard comm.rank == 0 else { return }
+            let env = ProcessInfo.processInfo.environment
+            let report = Report(
+                version: SyncytiumVersion.string, mpiLibrary: Communicator.libraryVersion,
+                mpiStandard: Communicator.standardVersion, rank: comm.rank, size: comm.size,
+                localRank: comm.localRank, localSize: comm.localSize,
+                openblasConfig: BLASLibrary.config.trimmingCharacters(in: .whitespaces),
+                openblasCore: BLASLibrary.coreName, openblasCoretypeEnv: env["OPENBLAS_CORETYPE"],
+                blasThreadsPerRank: BLASLibrary.threads, hdf5Version: HDF5Library.version,
+                hdf5Parallel: HDF5Library.isParallel, cores: ProcessInfo.processInfo.activeProcessorCount,
+                ranks: lines)
+            if json {
+                print(try jsonString(report))
+            } else {
+                print("""
+                    syncytium \(report.version)
+                    MPI:        \(report.mpiLibrary) (standard \(report.mpiStandard))
+                    job:        rank \(report.rank) of \(report.size) (local rank \(report.localRank) of \(report.localSize) on this node)
+                    OpenBLAS:   \(report.openblasConfig)
+                    BLAS core:  \(report.openblasCore)\(report.openblasCoretypeEnv.map { " (OPENBLAS_CORETYPE=\($0))" } ?? "")
+                    HDF5:       \(report.hdf5Version), parallel: \(report.hdf5Parallel ? "yes" : "no")
+                    cores:      \(report.cores), BLAS threads per rank: \(report.blasThreadsPerRank)
+                    """)
+                for l in lines {
+                    print("  rank \(l.rank): host \(l.host), local rank \(l.localRank), BLAS threads \(l.blasThreads)")
+                }
+            }
+        }
+    }
+
+    private func gatherLines(_ comm: Communicator, _ mine: RankLine) throws -> [RankLine] {
+        let bytes = Array(try JSONEncoder().encode(mine))
+        let (all, counts) = try comm.allgatherv(bytes)
+        var out: [RankLine] = []
+        var offset = 0
+        for c in counts {
+            out.append(try JSONDecoder().decode(RankLine.self, from: Data(all[offset..<offset + c])))
+            offset += c
+        }
+        return out
+    }
+}
+
+func hostName() -> String {
+    var buf = [CChar](repeating: 0, count: 256)
+    gethostname(&buf, buf.count - 1)
+    return String(cString: buf)
+}
+
+func jsonString<T: Encodable>(_ value: T) throws -> String {
+    let enc = JSONEncoder()
+    enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+    return String(decoding: try enc.encode(value), as: UTF8.self)
+}
