@@ -1,2 +1,93 @@
+import CMPI
 import XCTest
 @testable import Collectives
+
+/// The Communicator as one process with no launcher (singleton MPI), as on a laptop.
+final class SingleRankTests: XCTestCase {
+    let comm = Communicator.world
+
+    func testSingletonIsRankZeroOfOne() {
+        XCTAssertEqual(comm.rank, 0)
+        XCTAssertEqual(comm.size, 1)
+        XCTAssertEqual(comm.localRank, 0)
+        XCTAssertEqual(comm.localSize, 1)
+        XCTAssertTrue(Communicator.libraryVersion.contains("MPI"), Communicator.libraryVersion)
+        XCTAssertGreaterThanOrEqual(Double(Communicator.standardVersion) ?? 0, 3.0)
+    }
+
+    func testAllreduceIsIdentityOnOneRank() throws {
+        var f: [Float] = [1.5, -2, 3]
+        try comm.allreduce(&f, op: .sum)
+        XCTAssertEqual(f, [1.5, -2, 3])
+        var i: [Int64] = [Int64.max, Int64.min]
+        try comm.allreduce(&i, op: .max)
+        XCTAssertEqual(i, [Int64.max, Int64.min])
+        XCTAssertEqual(try comm.allreduce(value: UInt8(200), op: .min), 200)
+        var empty: [Double] = []
+        try comm.allreduce(&empty, op: .sum)
+        XCTAssertTrue(empty.isEmpty)
+    }
+
+    func testGathersOnOneRank() throws {
+        XCTAssertEqual(try comm.allgather([Int32(4), 5]), [4, 5])
+        let (v, c) = try comm.allgatherv([Double(1), 2, 3])
+        XCTAssertEqual(v, [1, 2, 3]); XCTAssertEqual(c, [3])
+        let (e, ec) = try comm.allgatherv([Float]())
+        XCTAssertTrue(e.isEmpty); XCTAssertEqual(ec, [0])
+        let (a, ac) = try comm.alltoallv([UInt8(7), 8], sendCounts: [2])
+        XCTAssertEqual(a, [7, 8]); XCTAssertEqual(ac, [2])
+        XCTAssertEqual(try comm.broadcast(array: [Int64(9), 10]), [9, 10])
+    }
+
+    func testNonblockingAllreduce() throws {
+        var x: [Float] = [1, 2, 3]
+        let req = try x.withUnsafeMutableBufferPointer { try comm.iallreduce($0, op: .sum) }
+        try req.wait()
+        XCTAssertTrue(try req.test())
+        XCTAssertEqual(x, [1, 2, 3])
+    }
+
+    func testUsageErrorsAreThrownNotCrashed() {
+        XCTAssertThrowsError(try comm.alltoallv([Float(1)], sendCounts: [0])) { e in
+            XCTAssertTrue(e is CollectiveUsageError)
+            XCTAssertTrue("\(e)".contains("send counts"), "\(e)")
+        }
+        var a: [Float] = [0]
+        XCTAssertThrowsError(try comm.broadcast(&a, root: 1)) { e in
+            XCTAssertTrue("\(e)".contains("root 1"), "\(e)")
+        }
+    }
+
+    /// A real MPI failure (a negative count, caught by MPI's own argument check) comes back as a
+    /// Swift error carrying MPI's message, because the communicator uses MPI_ERRORS_RETURN.
+    func testMPIFailureBecomesSwiftErrorWithMPIMessage() {
+        _ = comm.rank
+        let rc = MPI_Allreduce(cmpi_in_place(), nil, -1, cmpi_float(), cmpi_sum(), cmpi_comm_world())
+        XCTAssertNotEqual(rc, cmpi_success(), "MPI accepted a negative count")
+        XCTAssertThrowsError(try check(rc, "MPI_Allreduce")) { e in
+            guard let m = e as? MPIError else { return XCTFail("not an MPIError: \(e)") }
+            XCTAssertEqual(m.code, rc)
+            XCTAssertEqual(m.message, mpiErrorString(rc))
+            XCTAssertTrue(m.message.lowercased().contains("count"), m.message)
+            XCTAssertTrue(m.description.hasPrefix("MPI_Allreduce failed: "), m.description)
+        }
+    }
+
+    func testAllreduceBenchmarkProducesConsistentRows() throws {
+        let rows = try AllreduceBenchmark(comm: comm).run(sizes: [4096, 65536], repsOverride: 5)
+        XCTAssertEqual(rows.map(\.bytes), [4096, 65536])
+        for row in rows {
+            XCTAssertEqual(row.reps, 5)
+            XCTAssertGreaterThan(row.oursMedian, 0)
+            XCTAssertGreaterThan(row.rawMedian, 0)
+            XCTAssertGreaterThan(row.ratioMedian, 0)
+        }
+        XCTAssertEqual(AllreduceBenchmark.defaultSizes.first, 4096)
+        XCTAssertEqual(AllreduceBenchmark.defaultSizes.last, 64 << 20)
+    }
+
+    func testMedian() {
+        XCTAssertEqual(median([3, 1, 2]), 2)
+        XCTAssertEqual(median([4, 1, 3, 2]), 2.5)
+    }
+}
