@@ -29,20 +29,22 @@ let package = Package(
         .target(name: "NN", dependencies: ["TensorCore", "Autograd"]),
         .target(name: "HDF5IO", dependencies: ["CHDF5"]),
         .target(name: "CellData", dependencies: ["HDF5IO", "Collectives", "TensorCore"]),
+        .target(name: "Clustering", dependencies: ["Collectives"]),
 
         .executableTarget(
             name: "SyncytiumCLI",
             dependencies: [
-                "Collectives", "TensorCore", "Autograd", "NN", "HDF5IO", "CellData",
+                "Collectives", "TensorCore", "Autograd", "NN", "HDF5IO", "CellData", "Clustering",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         // Multi-rank checks, run under real mpirun by launch/test (XCTest cannot span processes).
-        .executableTarget(name: "MPIChecks", dependencies: ["Collectives"]),
+        .executableTarget(name: "MPIChecks", dependencies: ["Collectives", "Clustering"]),
 
         .testTarget(name: "CollectivesTests", dependencies: ["Collectives"]),
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore"]),
         .testTarget(name: "AutogradTests", dependencies: ["TensorCore", "Autograd"]),
         .testTarget(name: "NNTests", dependencies: ["TensorCore", "Autograd", "NN"]),
+        .testTarget(name: "ClusteringTests", dependencies: ["Clustering", "Collectives"]),
         .testTarget(name: "CellDataTests", dependencies: ["HDF5IO", "CellData", "Collectives", "TensorCore"]),
     ]
 )

@@ -5,6 +5,7 @@
 #include <mpi.h>
 
 static inline MPI_Comm cmpi_comm_world(void) { return MPI_COMM_WORLD; }
+static inline MPI_Comm cmpi_comm_self(void) { return MPI_COMM_SELF; }
 static inline MPI_Comm cmpi_comm_null(void) { return MPI_COMM_NULL; }
 static inline MPI_Info cmpi_info_null(void) { return MPI_INFO_NULL; }
 static inline MPI_Request cmpi_request_null(void) { return MPI_REQUEST_NULL; }

@@ -106,7 +106,17 @@ public final class Communicator: @unchecked Sendable {
         }
     }()
 
-    private init(initialisingWorld: Void) throws {
+    /// A communicator of this process alone (MPI_COMM_SELF): the same API over local data, e.g. to
+    /// compute a single-rank reference inside a multi-rank job.
+    public static let solo: Communicator = {
+        _ = world
+        do { return try Communicator(wrapping: cmpi_comm_self()) } catch {
+            writeStderr("[rank ?] could not set up MPI_COMM_SELF: \(error)\n")
+            exit(1)
+        }
+    }()
+
+    private convenience init(initialisingWorld: Void) throws {
         var flag: Int32 = 0
         try check(MPI_Initialized(&flag), "MPI_Initialized")
         if flag == 0 {
@@ -114,7 +124,11 @@ public final class Communicator: @unchecked Sendable {
             try check(MPI_Init_thread(nil, nil, cmpi_thread_funneled(), &provided), "MPI_Init_thread")
             atexit { Communicator.finalizeAtExit() }
         }
-        comm = cmpi_comm_world()
+        try self.init(wrapping: cmpi_comm_world())
+    }
+
+    private init(wrapping comm: MPI_Comm) throws {
+        self.comm = comm
         try check(MPI_Comm_set_errhandler(comm, cmpi_errors_return()), "MPI_Comm_set_errhandler")
         var r: Int32 = 0, s: Int32 = 0
         try check(MPI_Comm_rank(comm, &r), "MPI_Comm_rank")
@@ -165,11 +179,13 @@ public final class Communicator: @unchecked Sendable {
     /// On a single rank it exits with `code`; with more ranks it calls MPI_Abort, which makes the
     /// launcher kill every other rank, including those blocked in a collective.
     public func abort(_ message: String, code: Int32 = 1) -> Never {
-        var text = "[rank \(rank)] \(message)"
+        // Always the world's rank and the world's job: a failure on a sub-communicator still ends the job.
+        let world = Communicator.world
+        var text = "[rank \(world.rank)] \(message)"
         if !text.hasSuffix("\n") { text += "\n" }
         fflush(nil)
         writeStderr(text)
-        if size > 1 { MPI_Abort(comm, code) }
+        if world.size > 1 { MPI_Abort(world.comm, code) }
         exit(code)
     }
 

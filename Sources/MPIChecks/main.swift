@@ -3,6 +3,7 @@
 //   mpirun -np 3 --oversubscribe .build/release/MPIChecks --fail-on-rank 1
 // Every rank runs every check; results are combined with an allreduce so the verdict is global.
 // The last line is "mpi-collectives (np=N): P passed, F failed"; the exit code is 0 only when F == 0.
+import Clustering
 import Collectives
 #if canImport(Glibc)
 import Glibc
@@ -155,6 +156,55 @@ run("usage errors") {
         try comm.broadcast(&a, root: p)
         expect(false, "broadcast from a root outside the job must throw")
     } catch is CollectiveUsageError { expect(true, "") }
+}
+
+// Distributed clustering against the same computation on this process alone (MPI_COMM_SELF) over
+// the whole data set; shards are uneven (rank r holds a share proportional to r + 1).
+run("distributed clustering = single-rank") {
+    let n = 1001, d = 6, k = 7
+    var state: UInt64 = 42
+    func uni() -> Float {
+        state = state &* 6364136223846793005 &+ 1442695040888963407
+        return Float(state >> 40) / Float(1 << 24)
+    }
+    let centres = (0..<(k * d)).map { _ in uni() * 10 }
+    var all = [Float]()
+    for i in 0..<n { for j in 0..<d { all.append(centres[(i % k) * d + j] + (uni() + uni() + uni() - 1.5) * 1.5) } }
+    let weights = (0..<p).map { $0 + 1 }
+    let wsum = weights.reduce(0, +)
+    var bounds = [0]
+    for w in weights { bounds.append(min(n, bounds.last! + n * w / wsum)) }
+    bounds[p] = n
+    let lo = bounds[r], hi = bounds[r + 1]
+    let shard = PointShard(values: Array(all[(lo * d)..<(hi * d)]), count: hi - lo, dim: d)
+    let whole = PointShard(values: all, count: n, dim: d)
+    let km = KMeans(k: k, restarts: 3, seed: 5)
+    let dist = try km.fit(shard, comm: comm)
+    let ref = try km.fit(whole, comm: Communicator.solo)
+    let maxDiff = zip(dist.centres, ref.centres).map { abs($0 - $1) }.max() ?? 0
+    expect(maxDiff < 1e-4, "k-means centres differ from single-rank by \(maxDiff)")
+    expect(dist.labels == Array(ref.labels[lo..<hi]), "k-means labels differ from single-rank")
+    expect(abs(dist.inertia - ref.inertia) <= 1e-9 * ref.inertia, "k-means inertia \(dist.inertia) vs \(ref.inertia)")
+
+    let q = SoftAssignment.studentT(shard.values, n: shard.count, centres: dist.centres, k: k, dim: d)
+    let qAll = SoftAssignment.studentT(all, n: n, centres: dist.centres, k: k, dim: d)
+    let pt = try SoftAssignment.decTarget(q, n: shard.count, k: k, comm: comm)
+    let ptAll = try SoftAssignment.decTarget(qAll, n: n, k: k, comm: Communicator.solo)
+    let dDiff = zip(pt, ptAll[(lo * k)..<(hi * k)]).map { abs($0 - $1) }.max() ?? 0
+    expect(dDiff < 1e-6, "DEC target differs from single-rank by \(dDiff)")
+
+    let scores = q.map { Double(log($0)) / 0.5 }, scoresAll = qAll.map { Double(log($0)) / 0.5 }
+    let colMass = [Double](repeating: 1.0 / Double(k), count: k)
+    let sk = try Sinkhorn(tolerance: 1e-9).solve(scores: scores, n: shard.count, k: k,
+        rowMass: [Double](repeating: 1.0 / Double(n), count: shard.count), colMass: colMass, comm: comm)
+    let skAll = try Sinkhorn(tolerance: 1e-9).solve(scores: scoresAll, n: n, k: k,
+        rowMass: [Double](repeating: 1.0 / Double(n), count: n), colMass: colMass, comm: Communicator.solo)
+    let sDiff = zip(sk.plan, skAll.plan[(lo * k)..<(hi * k)]).map { abs($0 - $1) }.max() ?? 0
+    expect(sDiff < 1e-12 && sk.iterations == skAll.iterations, "Sinkhorn differs from single-rank by \(sDiff)")
+
+    let sil = try Silhouette.sampled(shard, labels: dist.labels, k: k, sampleSize: 200, seed: 3, comm: comm)
+    let silAll = try Silhouette.sampled(whole, labels: ref.labels, k: k, sampleSize: 200, seed: 3, comm: Communicator.solo)
+    expect(abs(sil - silAll) < 1e-9, "silhouette \(sil) vs single-rank \(silAll)")
 }
 
 // Global verdict: every rank's counts summed.
