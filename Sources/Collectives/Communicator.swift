@@ -97,6 +97,7 @@ public final class Communicator: @unchecked Sendable {
     public let localRank: Int
     public let localSize: Int
     let comm: MPI_Comm
+    let safetyState: SafetyState
 
     /// The world communicator; initialises MPI (thread level FUNNELED) on first use.
     public static let world: Communicator = {
@@ -129,6 +130,7 @@ public final class Communicator: @unchecked Sendable {
 
     private init(wrapping comm: MPI_Comm) throws {
         self.comm = comm
+        self.safetyState = SafetyState(CollectiveSafety.fromEnvironment())
         try check(MPI_Comm_set_errhandler(comm, cmpi_errors_return()), "MPI_Comm_set_errhandler")
         var r: Int32 = 0, s: Int32 = 0
         try check(MPI_Comm_rank(comm, &r), "MPI_Comm_rank")
@@ -196,13 +198,17 @@ public final class Communicator: @unchecked Sendable {
 
     // MARK: Synchronisation
 
-    public func barrier() throws { try check(MPI_Barrier(comm), "MPI_Barrier") }
+    public func barrier() throws {
+        try enter(.barrier, nil, count: 0)
+        try check(MPI_Barrier(comm), "MPI_Barrier")
+    }
 
     // MARK: Broadcast
 
     /// Broadcasts `buffer` from `root`; every rank passes a buffer of the same count.
     public func broadcast<T: CollectiveScalar>(_ buffer: UnsafeMutableBufferPointer<T>, root: Int = 0) throws {
         try validateRoot(root)
+        try enter(.broadcast, T.scalarKind, count: buffer.count, root: root)
         var offset = 0
         repeat {
             let n = Swift.min(buffer.count - offset, maxCount)
@@ -237,6 +243,7 @@ public final class Communicator: @unchecked Sendable {
 
     /// In-place allreduce; every rank passes the same count.
     public func allreduce<T: CollectiveScalar>(_ buffer: UnsafeMutableBufferPointer<T>, op: ReduceOp) throws {
+        try enter(.allreduce, T.scalarKind, count: buffer.count)
         guard let base = buffer.baseAddress, buffer.count > 0 else {
             try check(MPI_Allreduce(cmpi_in_place(), nil, 0, T.scalarKind.datatype, op.op, comm), "MPI_Allreduce")
             return
@@ -269,6 +276,7 @@ public final class Communicator: @unchecked Sendable {
         guard buffer.count <= maxCount else {
             throw CollectiveUsageError("iallreduce of \(buffer.count) elements: split buffers above 2^31-1 elements")
         }
+        try enter(.iallreduce, T.scalarKind, count: buffer.count)
         var req: MPI_Request? = cmpi_request_null()
         try check(MPI_Iallreduce(cmpi_in_place(), buffer.baseAddress, Int32(buffer.count), T.scalarKind.datatype,
                                  op.op, comm, &req), "MPI_Iallreduce")
@@ -280,6 +288,7 @@ public final class Communicator: @unchecked Sendable {
     /// Every rank contributes `send.count` elements (the same on all ranks); the result holds
     /// rank 0's, then rank 1's, … .
     public func allgather<T: CollectiveScalar>(_ send: [T]) throws -> [T] {
+        try enter(.allgather, T.scalarKind, count: send.count)
         let total = send.count * size
         guard send.count <= maxCount else { throw CollectiveUsageError("allgather: count above 2^31-1") }
         var out = [T](repeating: 0, count: total)
@@ -298,6 +307,7 @@ public final class Communicator: @unchecked Sendable {
     /// Every rank contributes any number of elements (zero included); returns the concatenation in
     /// rank order and each rank's count.
     public func allgatherv<T: CollectiveScalar>(_ send: [T]) throws -> (values: [T], counts: [Int]) {
+        try enter(.allgatherv, T.scalarKind, count: -1)
         let counts = try allgather(value: Int64(send.count)).map(Int.init)
         let total = counts.reduce(0, +)
         guard total <= maxCount else {
@@ -327,6 +337,7 @@ public final class Communicator: @unchecked Sendable {
             throw CollectiveUsageError("alltoallv: send counts sum to \(sendCounts.reduce(0, +)), buffer holds \(send.count)")
         }
         guard send.count <= maxCount else { throw CollectiveUsageError("alltoallv: send buffer above 2^31-1") }
+        try enter(.alltoallv, T.scalarKind, count: -1)
         var sc = sendCounts.map { Int32($0) }
         var rc = [Int32](repeating: 0, count: size)
         try check(MPI_Alltoall(&sc, 1, cmpi_int32(), &rc, 1, cmpi_int32(), comm), "MPI_Alltoall(counts)")

@@ -30,6 +30,28 @@ if let i = args.firstIndex(of: "--fail-on-rank"), i + 1 < args.count, let bad = 
     exit(3)
 }
 
+// Scenario: with signature checks on, rank 1 reduces 2 floats while the others reduce 1.
+if args.contains("--mismatch") {
+    comm.orAbort {
+        try comm.setSafety(CollectiveSafety(checkSignatures: true))
+        var x = [Float](repeating: 1, count: comm.rank == 1 ? 2 : 1)
+        try comm.allreduce(&x, op: .sum)
+    }
+    print("[rank \(comm.rank)] mismatch went undetected")
+    exit(3)
+}
+
+// Scenario: rank 1 arrives 30 s late at a barrier; the stall watchdog (1 s) names it and ends the job.
+if args.contains("--stall") {
+    comm.orAbort {
+        try comm.setSafety(CollectiveSafety(stallTimeout: 1, abortOnStall: true))
+        if comm.rank == 1 { sleep(30) }
+        try comm.barrier()
+    }
+    print("[rank \(comm.rank)] stall went undetected")
+    exit(3)
+}
+
 var passed = 0
 var failed = 0
 @MainActor func expect(_ ok: Bool, _ what: @autoclosure () -> String) {
@@ -46,6 +68,11 @@ var failed = 0
 }
 
 let r = comm.rank, p = comm.size
+if args.contains("--checked") {
+    // Every collective below runs through the signature check and stall watchdog: they must not
+    // change any result nor fire on correct code.
+    comm.orAbort { try comm.setSafety(CollectiveSafety(checkSignatures: true, stallTimeout: 60)) }
+}
 
 run("shape") {
     expect(p >= 1 && r >= 0 && r < p, "rank \(r) of \(p)")
