@@ -1,0 +1,145 @@
+/// A compressed-sparse-row matrix: Float32 values, Int32 column indices, Int64 row pointers.
+public struct CSRMatrix: Sendable, Equatable {
+    public let rows: Int
+    public let cols: Int
+    public var rowPtr: [Int64]
+    public var colIdx: [Int32]
+    public var values: [Float]
+
+    public var nnz: Int { values.count }
+
+    public enum ValidationError: Error, CustomStringConvertible {
+        case shape(String)
+        public var description: String { switch self { case .shape(let s): return "invalid CSR matrix: \(s)" } }
+    }
+
+    /// Checks the structure: rowPtr has rows+1 non-decreasing entries from 0 to nnz, column indices are in range.
+    public init(rows: Int, cols: Int, rowPtr: [Int64], colIdx: [Int32], values: [Float]) throws {
+        guard rows >= 0, cols >= 0 else { throw ValidationError.shape("negative shape \(rows)×\(cols)") }
+        guard rowPtr.count == rows + 1 else { throw ValidationError.shape("rowPtr has \(rowPtr.count) entries, expected \(rows + 1)") }
+        guard colIdx.count == values.count else { throw ValidationError.shape("\(colIdx.count) column indices but \(values.count) values") }
+        guard rowPtr.first == 0, rowPtr.last == Int64(values.count) else {
+            throw ValidationError.shape("rowPtr must run from 0 to nnz=\(values.count), got \(rowPtr.first ?? -1)…\(rowPtr.last ?? -1)")
+        }
+        for r in 0..<rows where rowPtr[r] > rowPtr[r + 1] { throw ValidationError.shape("rowPtr decreases at row \(r)") }
+        for c in colIdx where c < 0 || Int(c) >= cols { throw ValidationError.shape("column index \(c) outside 0..<\(cols)") }
+        self.rows = rows; self.cols = cols
+        self.rowPtr = rowPtr; self.colIdx = colIdx; self.values = values
+    }
+
+    /// The non-zeros of a dense tensor.
+    public init(dense t: Tensor) {
+        var rp: [Int64] = [0]; var ci: [Int32] = []; var v: [Float] = []
+        for r in 0..<t.rows {
+            for c in 0..<t.cols where t[r, c] != 0 { ci.append(Int32(c)); v.append(t[r, c]) }
+            rp.append(Int64(v.count))
+        }
+        rows = t.rows; cols = t.cols; rowPtr = rp; colIdx = ci; values = v
+    }
+
+    public func toDense() -> Tensor {
+        let t = Tensor(rows: rows, cols: cols)
+        for r in 0..<rows {
+            for p in Int(rowPtr[r])..<Int(rowPtr[r + 1]) { t.pointer[r * cols + Int(colIdx[p])] += values[p] }
+        }
+        return t
+    }
+
+    /// The listed rows, in order, as a new CSR matrix (e.g. a minibatch).
+    public func gatherRows(_ indices: [Int]) -> CSRMatrix {
+        var rp: [Int64] = [0]; rp.reserveCapacity(indices.count + 1)
+        var total = 0
+        for i in indices { precondition(i >= 0 && i < rows); total += Int(rowPtr[i + 1] - rowPtr[i]) }
+        var ci: [Int32] = []; ci.reserveCapacity(total)
+        var v: [Float] = []; v.reserveCapacity(total)
+        for i in indices {
+            let lo = Int(rowPtr[i]), hi = Int(rowPtr[i + 1])
+            ci.append(contentsOf: colIdx[lo..<hi]); v.append(contentsOf: values[lo..<hi])
+            rp.append(Int64(v.count))
+        }
+        return try! CSRMatrix(rows: indices.count, cols: cols, rowPtr: rp, colIdx: ci, values: v)
+    }
+
+    /// The transpose (CSR of Xᵀ), by counting sort over columns.
+    public func transposed() -> CSRMatrix {
+        var counts = [Int64](repeating: 0, count: cols + 1)
+        for c in colIdx { counts[Int(c) + 1] += 1 }
+        for j in 0..<cols { counts[j + 1] += counts[j] }
+        var next = counts
+        var ci = [Int32](repeating: 0, count: nnz), v = [Float](repeating: 0, count: nnz)
+        for r in 0..<rows {
+            for p in Int(rowPtr[r])..<Int(rowPtr[r + 1]) {
+                let c = Int(colIdx[p]); let q = Int(next[c]); next[c] += 1
+                ci[q] = Int32(r); v[q] = values[p]
+            }
+        }
+        return try! CSRMatrix(rows: cols, cols: rows, rowPtr: counts, colIdx: ci, values: v)
+    }
+}
+
+/// Sparse × dense products.
+public enum SparseOps {
+    /// out = alpha·X·D + beta·out with X sparse (m×k), D dense (k×n), out m×n.
+    public static func matmul(_ x: CSRMatrix, _ d: Tensor, into out: Tensor, alpha: Float = 1, beta: Float = 0) {
+        precondition(x.cols == d.rows, "sparse matmul: X is \(x.rows)×\(x.cols), D is \(d.rows)×\(d.cols)")
+        precondition(out.rows == x.rows && out.cols == d.cols)
+        let n = d.cols, dp = d.pointer
+        x.rowPtr.withUnsafeBufferPointer { rp in
+            x.colIdx.withUnsafeBufferPointer { ci in
+                x.values.withUnsafeBufferPointer { vv in
+                    for r in 0..<x.rows {
+                        let o = out.pointer + r * n
+                        if beta == 0 { o.update(repeating: 0, count: n) } else if beta != 1 { for j in 0..<n { o[j] *= beta } }
+                        for p in Int(rp[r])..<Int(rp[r + 1]) {
+                            let a = alpha * vv[p], src = dp + Int(ci[p]) * n
+                            for j in 0..<n { o[j] += a * src[j] }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    public static func matmul(_ x: CSRMatrix, _ d: Tensor) -> Tensor {
+        let o = Tensor(uninitializedRows: x.rows, cols: d.cols)
+        matmul(x, d, into: o)
+        return o
+    }
+
+    /// out = alpha·Xᵀ·D + beta·out with X sparse (m×k), D dense (m×n), out k×n
+    /// (the weight gradient Xᵀ·dY of a layer with sparse input: out[j,:] += x_ij·D[i,:]).
+    public static func transposeMatmul(_ x: CSRMatrix, _ d: Tensor, into out: Tensor, alpha: Float = 1, beta: Float = 0) {
+        precondition(x.rows == d.rows, "Xᵀ·D: X is \(x.rows)×\(x.cols), D is \(d.rows)×\(d.cols)")
+        precondition(out.rows == x.cols && out.cols == d.cols)
+        let n = d.cols
+        if beta == 0 { out.fill(0) } else if beta != 1 { Linalg.scale(out, by: beta) }
+        x.rowPtr.withUnsafeBufferPointer { rp in
+            x.colIdx.withUnsafeBufferPointer { ci in
+                x.values.withUnsafeBufferPointer { vv in
+                    for r in 0..<x.rows {
+                        let src = d.pointer + r * n
+                        for p in Int(rp[r])..<Int(rp[r + 1]) {
+                            let a = alpha * vv[p], o = out.pointer + Int(ci[p]) * n
+                            for j in 0..<n { o[j] += a * src[j] }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// out = alpha·Dᵀ·X + beta·out with D dense (m×n), X sparse (m×k), out n×k.
+    public static func denseTransposeMatmul(_ d: Tensor, _ x: CSRMatrix, into out: Tensor, alpha: Float = 1, beta: Float = 0) {
+        precondition(x.rows == d.rows, "Dᵀ·X: D is \(d.rows)×\(d.cols), X is \(x.rows)×\(x.cols)")
+        precondition(out.rows == d.cols && out.cols == x.cols)
+        let k = x.cols
+        if beta == 0 { out.fill(0) } else if beta != 1 { Linalg.scale(out, by: beta) }
+        for r in 0..<x.rows {
+            let drow = d.pointer + r * d.cols
+            for p in Int(x.rowPtr[r])..<Int(x.rowPtr[r + 1]) {
+                let c = Int(x.colIdx[p]), v = alpha * x.values[p]
+                for i in 0..<d.cols { out.pointer[i * k + c] += drow[i] * v }
+            }
+        }
+    }
+}
