@@ -1,1 +1,179 @@
-// Reverse-mode automatic differentiation over TensorCore (issue 3).
+// Reverse-mode automatic differentiation over whole tensors (define-by-run).
+import TensorCore
+
+/// A value recorded on a `Tape` (an index into it; valid until `reset()`).
+public struct Var: Hashable, Sendable {
+    public let id: Int
+}
+
+/// A define-by-run tape. Each op computes its value now and records how to send gradients back.
+///
+/// Buffers for values and gradients come from a pool keyed by element count: `reset()` returns
+/// every buffer nobody else holds to the pool, so after the first step a step of the same shapes
+/// allocates no new tensor memory. Tensors read from the tape (`value(_:)`, `grad(_:)`) stay valid
+/// after `reset()`: a buffer still referenced outside the tape is not recycled.
+///
+/// Parameters are registered with their gradient buffer (a view into a flat gradient store): the
+/// first gradient written in a backward pass overwrites it, later ones add, and a registered
+/// parameter that gets no gradient is zeroed at the end of `backward` (pass `accumulate: true`
+/// to add into the existing contents instead, e.g. for gradient accumulation over microbatches).
+public final class Tape {
+    public typealias Backward = (Tape, Tensor) -> Void
+
+    struct Node {
+        var value: Tensor
+        var grad: Tensor?
+        var gradWritten = false
+        var requiresGrad: Bool
+        var externalGrad = false
+        var accumulate = false
+        var backward: Backward?
+    }
+
+    var nodes: [Node] = []
+    private var pool: [Int: [TensorStorage]] = [:]
+    private var inUse: [TensorStorage] = []
+    private var parameterNodes: [Int] = []
+
+    /// Training mode (dropout active, batch norm uses batch statistics). Default true.
+    public var training = true
+
+    public init() {
+        nodes.reserveCapacity(256)
+        inUse.reserveCapacity(512)
+    }
+
+    public var count: Int { nodes.count }
+
+    // MARK: buffers
+
+    /// A tensor from the pool (uninitialised contents) that lives until the next `reset()`.
+    public func alloc(_ rows: Int, _ cols: Int) -> Tensor {
+        let n = rows * cols
+        let s: TensorStorage
+        if let reused = pool[n]?.popLast() { s = reused } else { s = TensorStorage(uninitializedCount: n) }
+        inUse.append(s)
+        return Tensor(rows: rows, cols: cols, storage: s)
+    }
+
+    /// A zero-filled pool tensor.
+    public func zeros(_ rows: Int, _ cols: Int) -> Tensor {
+        let t = alloc(rows, cols)
+        t.fill(0)
+        return t
+    }
+
+    /// Forgets every recorded node and recycles buffers that are no longer referenced elsewhere.
+    public func reset() {
+        nodes.removeAll(keepingCapacity: true)
+        parameterNodes.removeAll(keepingCapacity: true)
+        for i in inUse.indices where isKnownUniquelyReferenced(&inUse[i]) {
+            pool[inUse[i].count, default: []].append(inUse[i])
+        }
+        inUse.removeAll(keepingCapacity: true)
+    }
+
+    /// Total elements held by the pool and in use (for memory diagnostics).
+    public var pooledElements: Int {
+        pool.values.reduce(0) { $0 + $1.reduce(0) { $0 + $1.count } } + inUse.reduce(0) { $0 + $1.count }
+    }
+
+    // MARK: leaves
+
+    /// A value that needs no gradient (data, targets, masks).
+    public func constant(_ t: Tensor) -> Var { push(t, requiresGrad: false, nil) }
+
+    /// A leaf whose gradient the tape keeps (read it with `grad(_:)` after `backward`).
+    public func variable(_ t: Tensor) -> Var { push(t, requiresGrad: true, nil) }
+
+    /// A trainable parameter whose gradient goes into `grad` (same shape), e.g. a view of a flat gradient buffer.
+    public func parameter(_ value: Tensor, grad: Tensor, accumulate: Bool = false) -> Var {
+        precondition(value.rows == grad.rows && value.cols == grad.cols, "parameter grad shape differs from its value")
+        var node = Node(value: value, grad: grad, requiresGrad: true, backward: nil)
+        node.externalGrad = true
+        node.accumulate = accumulate
+        nodes.append(node)
+        parameterNodes.append(nodes.count - 1)
+        return Var(id: nodes.count - 1)
+    }
+
+    public func value(_ v: Var) -> Tensor { nodes[v.id].value }
+    public func shape(_ v: Var) -> (rows: Int, cols: Int) { nodes[v.id].value.shape }
+    public func requiresGrad(_ v: Var) -> Bool { nodes[v.id].requiresGrad }
+
+    /// The gradient of a node after `backward` (nil if none reached it).
+    public func grad(_ v: Var) -> Tensor? {
+        let n = nodes[v.id]
+        return n.gradWritten || (n.externalGrad && n.accumulate) ? n.grad : nil
+    }
+
+    /// Records an op's result. `backward` receives the result's gradient and sends it to the inputs.
+    @discardableResult
+    public func push(_ value: Tensor, requiresGrad: Bool, _ backward: Backward?) -> Var {
+        nodes.append(Node(value: value, grad: nil, requiresGrad: requiresGrad, backward: requiresGrad ? backward : nil))
+        return Var(id: nodes.count - 1)
+    }
+
+    // MARK: gradient access for backward functions
+
+    /// The gradient buffer of `v` to add into (zero-filled on first use); nil if `v` needs no gradient.
+    public func gradAccumulator(_ v: Var) -> Tensor? {
+        let i = v.id
+        guard nodes[i].requiresGrad else { return nil }
+        if !nodes[i].gradWritten {
+            if nodes[i].externalGrad {
+                if !nodes[i].accumulate { nodes[i].grad!.fill(0) }
+            } else {
+                let s = nodes[i].value.shape
+                nodes[i].grad = zeros(s.rows, s.cols)
+            }
+            nodes[i].gradWritten = true
+        }
+        return nodes[i].grad
+    }
+
+    /// The gradient buffer of `v` and the beta to use when writing it with a kernel that overwrites
+    /// when beta = 0 (GEMM): beta is 0 on the first write (the buffer is then uninitialised), else 1.
+    public func gradTarget(_ v: Var) -> (grad: Tensor, beta: Float)? {
+        let i = v.id
+        guard nodes[i].requiresGrad else { return nil }
+        if nodes[i].gradWritten { return (nodes[i].grad!, 1) }
+        nodes[i].gradWritten = true
+        if nodes[i].externalGrad { return (nodes[i].grad!, nodes[i].accumulate ? 1 : 0) }
+        let s = nodes[i].value.shape
+        let g = alloc(s.rows, s.cols)
+        nodes[i].grad = g
+        return (g, 0)
+    }
+
+    // MARK: backward
+
+    /// Back-propagates from `output`. A 1×1 output is seeded with 1; otherwise pass `seed`
+    /// (the gradient of some scalar with respect to `output`, same shape).
+    public func backward(_ output: Var, seed: Tensor? = nil) {
+        let o = output.id
+        precondition(nodes[o].requiresGrad, "backward from a value that does not depend on any variable or parameter")
+        let s = nodes[o].value.shape
+        let g0: Tensor
+        if let seed {
+            precondition(seed.rows == s.rows && seed.cols == s.cols, "seed shape \(seed.rows)×\(seed.cols) differs from output \(s.rows)×\(s.cols)")
+            g0 = seed
+        } else {
+            precondition(s.rows == 1 && s.cols == 1, "backward without a seed needs a 1×1 output, got \(s.rows)×\(s.cols)")
+            g0 = Tensor.scalar(1)
+        }
+        let acc = gradAccumulator(output)!
+        Elementwise.accumulateReduced(g0, into: acc)
+        var i = o
+        while i >= 0 {
+            if nodes[i].gradWritten, let bw = nodes[i].backward {
+                bw(self, nodes[i].grad!)
+            }
+            i -= 1
+        }
+        for p in parameterNodes where !nodes[p].gradWritten && !nodes[p].accumulate {
+            nodes[p].grad!.fill(0)
+            nodes[p].gradWritten = true
+        }
+    }
+}
