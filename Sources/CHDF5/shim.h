@@ -65,4 +65,27 @@ static inline size_t ch5_error_stack_text(char *buf, size_t cap) {
 }
 static inline void ch5_clear_errors(void) { H5Eclear2(H5E_DEFAULT); }
 
-#endif
+/* MPI handles for H5Pset_fapl_mpio (hdf5.h includes mpi.h in the parallel build). */
+static inline MPI_Comm ch5_comm_world(void) { return MPI_COMM_WORLD; }
+static inline MPI_Info ch5_info_null(void) { return MPI_INFO_NULL; }
+static inline int ch5_mpi_initialized(void) { int f = 0; MPI_Initialized(&f); return f; }
+
+/* Object kind of a link target: 0 group, 1 dataset, 2 named datatype, -1 unknown/error. */
+static inline int ch5_object_kind(hid_t loc, const char *name) {
+    H5O_info_t info;
+    if (H5Oget_info_by_name2(loc, name, &info, H5O_INFO_BASIC, H5P_DEFAULT) < 0) return -1;
+    switch (info.type) {
+    case H5O_TYPE_GROUP: return 0;
+    case H5O_TYPE_DATASET: return 1;
+    case H5O_TYPE_NAMED_DATATYPE: return 2;
+    default: return -1;
+    }
+}
+/* Number of attributes on an object, or -1. */
+static inline long long ch5_num_attrs(hid_t obj) {
+    H5O_info_t info;
+    if (H5Oget_info2(obj, &info, H5O_INFO_NUM_ATTRS) < 0) return -1;
+    return (long long)info.num_attrs;
+}
+
+#endif /* SYNCYTIUM_CHDF5_SHIM_H */

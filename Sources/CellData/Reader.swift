@@ -1,0 +1,578 @@
+import Collectives
+import HDF5IO
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Which matrix of an .h5ad holds the counts.
+public enum CountsSource: Sendable, Equatable, CustomStringConvertible {
+    case x
+    case layer(String)
+    case raw
+    public var path: String {
+        switch self {
+        case .x: return "X"
+        case .layer(let n): return "layers/\(n)"
+        case .raw: return "raw/X"
+        }
+    }
+    public var description: String { path }
+}
+
+public struct ReadOptions: Sendable {
+    public var counts: CountsSource = .x
+    /// Negative values are an error (NaN/Inf always are).
+    public var requireCounts = true
+    /// obs columns that must exist (e.g. the label key).
+    public var requiredObsKeys: [String] = []
+    /// When set, ranks get a seeded random subset of rows instead of contiguous slabs.
+    public var permutationSeed: UInt64? = nil
+    /// Read obs columns (the index is always read).
+    public var readObsColumns = true
+    public init() {}
+}
+
+/// How a file's matrix is laid out, found from its metadata only.
+public struct MatrixLayout: Sendable {
+    public var format: String
+    public var matrixPath: String
+    /// "csr", "csc", "dense". 10x's matrix is stored cells-as-columns CSC, which is our CSR.
+    public var layout: String
+    public var nObs: Int
+    public var nVars: Int
+    public var dtype: H5TypeClass
+    public var nnz: Int64?
+    var dataPath: String
+    var indicesPath: String?
+    var indptrPath: String?
+    /// Where obs and var live (anndata groups), or nil for other formats.
+    var obsPath: String?
+    var varPath: String?
+}
+
+/// Readers for AnnData .h5ad, 10x Genomics v3 .h5 and the legacy benchmark layouts.
+/// Every rank calls `read` together; each reads only its own rows.
+public enum CellReader {
+
+    /// Reads this rank's rows. Errors are agreed across ranks: every rank throws the same
+    /// `CellDataError` (no rank hangs).
+    public static func read(_ path: String, comm: Communicator, options: ReadOptions = ReadOptions()) throws -> CellShard {
+        let file = try agreeing(comm) { try openInput(path, parallel: comm.size > 1) }
+        let layout = try agreeing(comm) { try describe(file, path: path, counts: options.counts) }
+        try agreeing(comm) {
+            if layout.nObs == 0 || layout.nVars == 0 {
+                throw CellDataError(file: path, object: layout.matrixPath,
+                                    problem: "empty matrix (\(layout.nObs) cells × \(layout.nVars) genes)",
+                                    fix: "pass a file with at least one cell and one gene")
+            }
+            if layout.nObs < comm.size {
+                throw CellDataError(file: path, object: layout.matrixPath,
+                                    problem: "more ranks (\(comm.size)) than cells (\(layout.nObs))",
+                                    fix: "run with at most \(layout.nObs) ranks")
+            }
+        }
+        var shard: CellShard
+        var slab: Range<Int>
+        switch layout.layout {
+        case "csr": (shard, slab) = try readCSR(file, layout, path: path, comm: comm, options: options)
+        case "csc": (shard, slab) = try readCSC(file, layout, path: path, comm: comm, options: options)
+        default: (shard, slab) = try readDense(file, layout, path: path, comm: comm, options: options)
+        }
+        let (obs, vars) = try agreeing(comm) {
+            try readFrames(file, layout, path: path, rows: slab, options: options)
+        }
+        shard.obs = obs
+        shard.vars = vars
+        if let seed = options.permutationSeed, comm.size > 1 {
+            shard = try Redistribute.permuted(shard, seed: seed, comm: comm)
+        }
+        return shard
+    }
+
+    /// Opens an input file after checking it exists and is HDF5 (message names the problem).
+    static func openInput(_ path: String, parallel: Bool) throws -> H5File {
+        var st = stat()
+        guard stat(path, &st) == 0 else {
+            throw CellDataError(file: path, object: "file", problem: "does not exist or cannot be read",
+                                fix: "check the path")
+        }
+        guard st.st_size > 0 else {
+            throw CellDataError(file: path, object: "file", problem: "is empty (0 bytes)",
+                                fix: "re-create it, e.g. with anndata's write_h5ad")
+        }
+        guard H5File.isHDF5(path) else {
+            throw CellDataError(file: path, object: "file", problem: "is not an HDF5 file (no HDF5 signature; truncated or another format)",
+                                fix: "pass an .h5ad, a 10x .h5 or a legacy X/Y .h5")
+        }
+        do {
+            return try H5File.open(path, parallel: parallel)
+        } catch {
+            throw CellDataError(file: path, object: "file", problem: "cannot be opened by HDF5 (\(error))",
+                                fix: "the file is probably truncated or damaged; re-create it")
+        }
+    }
+
+    /// Finds the counts matrix and its layout from metadata only (no matrix data read).
+    public static func describe(_ file: H5File, path: String, counts: CountsSource = .x) throws -> MatrixLayout {
+        let root = file.root
+        if root.kind(of: "matrix") == .group, root.exists("matrix/barcodes") {
+            return try describe10x(root, path: path)
+        }
+        if root.exists("X") || root.exists("obs") || root.exists("layers") || root.exists("raw") {
+            let isAnnData = root.exists("obs") || root.hasAttribute("encoding-type")
+            if !isAnnData, root.kind(of: "X") == .dataset {
+                return try describeDense(root, "X", path: path, format: "legacy-xy")
+            }
+            let mpath = counts.path
+            guard root.exists(mpath) else {
+                var avail = ""
+                if case .layer = counts, root.kind(of: "layers") == .group {
+                    let names = (try? root.group("layers").memberNames()) ?? []
+                    avail = names.isEmpty ? " (the file has no layers)" : " (layers: \(names.joined(separator: ", ")))"
+                }
+                throw CellDataError(file: path, object: mpath, problem: "missing\(avail)",
+                                    fix: counts == .x ? "write the counts matrix to X" : "pick an existing matrix (--layer/--raw) or none for X")
+            }
+            var layout = try describeMatrix(root, mpath, path: path, format: "anndata")
+            layout.obsPath = root.kind(of: "obs") == .group ? "obs" : nil
+            let varGroup = counts == .raw ? "raw/var" : "var"
+            layout.varPath = root.kind(of: varGroup) == .group ? varGroup : nil
+            return layout
+        }
+        if root.exists("exprs") {
+            var layout = try describeMatrix(root, "exprs", path: path, format: "legacy-exprs")
+            layout.obsPath = root.kind(of: "obs") == .group ? "obs" : nil
+            layout.varPath = root.kind(of: "var") == .group ? "var" : nil
+            return layout
+        }
+        let members = (try? root.memberNames()) ?? []
+        throw CellDataError(file: path, object: "X", problem: "missing: no X, matrix (10x) or exprs object (top level holds: \(members.isEmpty ? "nothing" : members.joined(separator: ", ")))",
+                            fix: "pass an AnnData .h5ad, a 10x v3 .h5 or a legacy X/Y .h5")
+    }
+
+    static func describe10x(_ root: H5Group, path: String) throws -> MatrixLayout {
+        let g = try root.group("matrix")
+        for n in ["data", "indices", "indptr", "shape"] where !g.exists(n) {
+            throw CellDataError(file: path, object: "matrix/\(n)", problem: "missing from the 10x matrix group",
+                                fix: "pass a Cell Ranger v3 filtered_feature_bc_matrix.h5")
+        }
+        let shape: [Int64] = try g.dataset("shape").readAll()
+        guard shape.count == 2 else {
+            throw CellDataError(file: path, object: "matrix/shape", problem: "has \(shape.count) values, expected 2",
+                                fix: "pass a Cell Ranger v3 .h5")
+        }
+        let data = try g.dataset("data")
+        return MatrixLayout(format: "10x-v3", matrixPath: "matrix", layout: "csr", nObs: Int(shape[1]),
+                            nVars: Int(shape[0]), dtype: data.typeClass, nnz: Int64(data.count),
+                            dataPath: "matrix/data", indicesPath: "matrix/indices", indptrPath: "matrix/indptr",
+                            obsPath: nil, varPath: nil)
+    }
+
+    static func describeDense(_ root: H5Group, _ mpath: String, path: String, format: String) throws -> MatrixLayout {
+        let d = try root.dataset(mpath)
+        guard d.shape.count == 2 else {
+            throw CellDataError(file: path, object: mpath, problem: "dense matrix has \(d.shape.count) dimensions, expected 2",
+                                fix: "store X as cells × genes")
+        }
+        try checkValueType(d, path: path)
+        return MatrixLayout(format: format, matrixPath: mpath, layout: "dense", nObs: d.shape[0], nVars: d.shape[1],
+                            dtype: d.typeClass, nnz: nil, dataPath: mpath, indicesPath: nil, indptrPath: nil,
+                            obsPath: nil, varPath: nil)
+    }
+
+    static func checkValueType(_ d: H5Dataset, path: String) throws {
+        switch d.typeClass {
+        case .integer, .float: return
+        default:
+            throw CellDataError(file: path, object: d.path.hasPrefix("/") ? String(d.path.dropFirst()) : d.path,
+                                problem: "holds \(d.typeClass.name) values, not numbers",
+                                fix: "store counts as float32/float64/int32/int64")
+        }
+    }
+
+    static func describeMatrix(_ root: H5Group, _ mpath: String, path: String, format: String) throws -> MatrixLayout {
+        switch root.kind(of: mpath) {
+        case .dataset?:
+            return try describeDense(root, mpath, path: path, format: format)
+        case .group?:
+            let g = try root.group(mpath)
+            var enc = ""
+            if g.hasAttribute("encoding-type") { enc = try g.stringAttribute("encoding-type") }
+            else if g.hasAttribute("h5sparse_format") { enc = try g.stringAttribute("h5sparse_format") + "_matrix" }
+            else if format == "legacy-exprs" { enc = "csr_matrix" }
+            guard enc == "csr_matrix" || enc == "csc_matrix" else {
+                throw CellDataError(file: path, object: mpath,
+                                    problem: enc.isEmpty ? "group without an encoding-type attribute" : "unknown encoding-type '\(enc)'",
+                                    fix: "store X as csr_matrix, csc_matrix or a dense array (anndata ≥ 0.8 writes these)")
+            }
+            for n in ["data", "indices", "indptr"] where g.kind(of: n) != .dataset {
+                throw CellDataError(file: path, object: "\(mpath)/\(n)", problem: "missing from the sparse matrix group",
+                                    fix: "re-write the file with anndata")
+            }
+            var shape: [Int64] = []
+            for key in ["shape", "h5sparse_shape"] where shape.isEmpty && g.hasAttribute(key) {
+                shape = try g.numericAttribute(key)
+            }
+            if shape.isEmpty, g.kind(of: "shape") == .dataset { shape = try g.dataset("shape").readAll() }
+            guard shape.count == 2, shape[0] >= 0, shape[1] >= 0 else {
+                throw CellDataError(file: path, object: mpath, problem: "no valid 2-value shape attribute",
+                                    fix: "re-write the file with anndata")
+            }
+            let data = try g.dataset("data"), indices = try g.dataset("indices"), indptr = try g.dataset("indptr")
+            try checkValueType(data, path: path)
+            guard case .integer = indices.typeClass, case .integer = indptr.typeClass else {
+                throw CellDataError(file: path, object: "\(mpath)/indices", problem: "indices/indptr are not integers",
+                                    fix: "re-write the file with anndata")
+            }
+            let csr = enc == "csr_matrix"
+            let major = Int(csr ? shape[0] : shape[1])
+            guard indptr.shape.count == 1, indptr.count == major + 1 else {
+                throw CellDataError(file: path, object: "\(mpath)/indptr",
+                                    problem: "shape mismatch: \(indptr.count) entries for \(major) \(csr ? "rows" : "columns") (expected \(major + 1))",
+                                    fix: "the matrix is inconsistent; re-write it")
+            }
+            guard data.count == indices.count else {
+                throw CellDataError(file: path, object: "\(mpath)/data",
+                                    problem: "shape mismatch: data has \(data.count) entries, indices \(indices.count)",
+                                    fix: "the matrix is inconsistent; re-write it")
+            }
+            return MatrixLayout(format: format, matrixPath: mpath, layout: csr ? "csr" : "csc", nObs: Int(shape[0]),
+                                nVars: Int(shape[1]), dtype: data.typeClass, nnz: Int64(data.count),
+                                dataPath: "\(mpath)/data", indicesPath: "\(mpath)/indices", indptrPath: "\(mpath)/indptr",
+                                obsPath: nil, varPath: nil)
+        default:
+            throw CellDataError(file: path, object: mpath, problem: "missing", fix: "write the counts matrix there")
+        }
+    }
+
+    // MARK: CSR
+
+    static func readCSR(_ file: H5File, _ L: MatrixLayout, path: String, comm: Communicator,
+                        options: ReadOptions) throws -> (CellShard, Range<Int>) {
+        // indptr: read once on rank 0, validated there, broadcast.
+        let indptrLocal: [Int64] = try agreeing(comm) {
+            guard comm.rank == 0 else { return [] }
+            let d = try file.root.dataset(L.indptrPath!)
+            guard d.count == L.nObs + 1 else {
+                throw CellDataError(file: path, object: L.indptrPath!,
+                                    problem: "shape mismatch: \(d.count) entries for \(L.nObs) cells (expected \(L.nObs + 1))",
+                                    fix: "the matrix is inconsistent; re-write it")
+            }
+            let p: [Int64] = try readOrExplain(path, L.indptrPath!) { try d.readAll() }
+            try validateIndptr(p, nnz: L.nnz ?? 0, path: path, object: L.indptrPath!)
+            return p
+        }
+        let indptr = try comm.broadcast(array: indptrLocal, root: 0)
+        let bounds = RowPartition.balancedByNNZ(indptr: indptr, parts: comm.size)
+        let rows = bounds[comm.rank]..<bounds[comm.rank + 1]
+        let shard: CellShard = try agreeing(comm) {
+            let lo = Int(indptr[rows.lowerBound]), hi = Int(indptr[rows.upperBound])
+            let dataSet = try file.root.dataset(L.dataPath)
+            let idxSet = try file.root.dataset(L.indicesPath!)
+            var values = [Float](repeating: 0, count: hi - lo)
+            try readOrExplain(path, L.dataPath) {
+                try values.withUnsafeMutableBufferPointer { try dataSet.read(rows: lo..<hi, into: $0) }
+            }
+            try validateValues(values, path: path, object: L.dataPath, requireCounts: options.requireCounts)
+            var cols = [Int32](repeating: 0, count: hi - lo)
+            if L.nVars > Int(Int32.max) {
+                throw CellDataError(file: path, object: L.indicesPath!, problem: "more than 2^31 genes", fix: "subset genes")
+            }
+            try readOrExplain(path, L.indicesPath!) {
+                try cols.withUnsafeMutableBufferPointer { try idxSet.read(rows: lo..<hi, into: $0) }
+            }
+            try validateIndices(cols, bound: L.nVars, path: path, object: L.indicesPath!, what: "gene")
+            let base = indptr[rows.lowerBound]
+            let rowPtr = indptr[rows.lowerBound...rows.upperBound].map { $0 - base }
+            return CellShard(nObs: L.nObs, nVars: L.nVars, rowIds: rows.map { Int64($0) }, rowPtr: rowPtr,
+                             colIdx: cols, values: values, obs: Frame(index: []), vars: Frame(index: []),
+                             source: sourceInfo(L, path: path))
+        }
+        return (shard, rows)
+    }
+
+    static func sourceInfo(_ L: MatrixLayout, path: String) -> SourceInfo {
+        SourceInfo(file: path, format: L.format, matrixPath: L.matrixPath, layout: L.layout, dtype: L.dtype.name,
+                   nnz: L.nnz ?? -1)
+    }
+
+    static func readOrExplain<R>(_ path: String, _ object: String, _ body: () throws -> R) throws -> R {
+        do { return try body() } catch let e as CellDataError { throw e } catch {
+            throw CellDataError(file: path, object: object, problem: "read failed (\(error))",
+                                fix: "the file is probably truncated or damaged; re-create it")
+        }
+    }
+
+    static func validateIndptr(_ p: [Int64], nnz: Int64, path: String, object: String) throws {
+        guard p.first == 0 else {
+            throw CellDataError(file: path, object: object, problem: "indptr starts at \(p.first ?? -1), not 0",
+                                fix: "the matrix is inconsistent; re-write it")
+        }
+        for i in 1..<p.count where p[i] < p[i - 1] {
+            throw CellDataError(file: path, object: object,
+                                problem: "non-monotone indptr (entry \(i) = \(p[i]) < entry \(i - 1) = \(p[i - 1]))",
+                                fix: "the matrix is inconsistent; re-write it")
+        }
+        guard p.last == nnz else {
+            throw CellDataError(file: path, object: object,
+                                problem: "shape mismatch: indptr ends at \(p.last ?? -1) but data holds \(nnz) entries",
+                                fix: "the matrix is inconsistent or truncated; re-write it")
+        }
+    }
+
+    static func validateValues(_ v: [Float], path: String, object: String, requireCounts: Bool) throws {
+        for (i, x) in v.enumerated() {
+            if !x.isFinite {
+                throw CellDataError(file: path, object: object, problem: "\(x.isNaN ? "NaN" : "Inf") value at entry \(i) of this rank's slab",
+                                    fix: "counts must be finite; clean the matrix first")
+            }
+            if requireCounts && x < 0 {
+                throw CellDataError(file: path, object: object, problem: "negative count \(x)",
+                                    fix: "pass raw counts (e.g. --layer counts or --raw), not scaled data")
+            }
+        }
+    }
+
+    static func validateIndices(_ c: [Int32], bound: Int, path: String, object: String, what: String) throws {
+        for x in c where x < 0 || Int(x) >= bound {
+            throw CellDataError(file: path, object: object, problem: "\(what) index \(x) out of range 0..<\(bound)",
+                                fix: "the matrix is inconsistent; re-write it")
+        }
+    }
+
+    // MARK: CSC (rows = cells are the minor axis: stream the whole arrays, keep this rank's rows)
+
+    static func readCSC(_ file: H5File, _ L: MatrixLayout, path: String, comm: Communicator,
+                        options: ReadOptions) throws -> (CellShard, Range<Int>) {
+        let bounds = RowPartition.equalRows(L.nObs, parts: comm.size)
+        let rows = bounds[comm.rank]..<bounds[comm.rank + 1]
+        let shard: CellShard = try agreeing(comm) {
+            let indptrSet = try file.root.dataset(L.indptrPath!)
+            let colPtr: [Int64] = try readOrExplain(path, L.indptrPath!) { try indptrSet.readAll() }
+            try validateIndptr(colPtr, nnz: L.nnz ?? 0, path: path, object: L.indptrPath!)
+            let dataSet = try file.root.dataset(L.dataPath), idxSet = try file.root.dataset(L.indicesPath!)
+            let total = Int(colPtr.last ?? 0)
+            let block = 1 << 20
+            var col = 0
+            var rowsOf: [Int32] = [], colsOf: [Int32] = [], valsOf: [Float] = []
+            var start = 0
+            while start < total {
+                let end = Swift.min(start + block, total)
+                let r: [Int64] = try readOrExplain(path, L.indicesPath!) { try idxSet.read(rows: start..<end) }
+                let v: [Float] = try readOrExplain(path, L.dataPath) { try dataSet.read(rows: start..<end) }
+                for k in 0..<(end - start) {
+                    let g = start + k
+                    while Int(colPtr[col + 1]) <= g { col += 1 }
+                    let row = r[k]
+                    if row < 0 || row >= Int64(L.nObs) {
+                        throw CellDataError(file: path, object: L.indicesPath!, problem: "cell index \(row) out of range 0..<\(L.nObs)",
+                                            fix: "the matrix is inconsistent; re-write it")
+                    }
+                    if rows.contains(Int(row)) {
+                        rowsOf.append(Int32(Int(row) - rows.lowerBound)); colsOf.append(Int32(col)); valsOf.append(v[k])
+                    }
+                }
+                start = end
+            }
+            try validateValues(valsOf, path: path, object: L.dataPath, requireCounts: options.requireCounts)
+            // Counting sort into CSR (entries stay in column order within a row).
+            var rowPtr = [Int64](repeating: 0, count: rows.count + 1)
+            for r in rowsOf { rowPtr[Int(r) + 1] += 1 }
+            for i in 0..<rows.count { rowPtr[i + 1] += rowPtr[i] }
+            var fill = rowPtr
+            var cols = [Int32](repeating: 0, count: valsOf.count), vals = [Float](repeating: 0, count: valsOf.count)
+            for k in 0..<valsOf.count {
+                let r = Int(rowsOf[k]); let at = Int(fill[r]); fill[r] += 1
+                cols[at] = colsOf[k]; vals[at] = valsOf[k]
+            }
+            return CellShard(nObs: L.nObs, nVars: L.nVars, rowIds: rows.map { Int64($0) }, rowPtr: rowPtr,
+                             colIdx: cols, values: vals, obs: Frame(index: []), vars: Frame(index: []),
+                             source: sourceInfo(L, path: path))
+        }
+        return (shard, rows)
+    }
+
+    // MARK: Dense
+
+    static func readDense(_ file: H5File, _ L: MatrixLayout, path: String, comm: Communicator,
+                          options: ReadOptions) throws -> (CellShard, Range<Int>) {
+        let bounds = RowPartition.equalRows(L.nObs, parts: comm.size)
+        let rows = bounds[comm.rank]..<bounds[comm.rank + 1]
+        let shard: CellShard = try agreeing(comm) {
+            let d = try file.root.dataset(L.dataPath)
+            let blockRows = Swift.max(1, (1 << 22) / Swift.max(L.nVars, 1))
+            var rowPtr: [Int64] = [0]
+            var cols: [Int32] = [], vals: [Float] = []
+            var r = rows.lowerBound
+            while r < rows.upperBound {
+                let e = Swift.min(r + blockRows, rows.upperBound)
+                let block: [Float] = try readOrExplain(path, L.dataPath) { try d.read(rows: r..<e) }
+                try validateValues(block, path: path, object: L.dataPath, requireCounts: options.requireCounts)
+                for i in 0..<(e - r) {
+                    for j in 0..<L.nVars {
+                        let x = block[i * L.nVars + j]
+                        if x != 0 { cols.append(Int32(j)); vals.append(x) }
+                    }
+                    rowPtr.append(Int64(vals.count))
+                }
+                r = e
+            }
+            return CellShard(nObs: L.nObs, nVars: L.nVars, rowIds: rows.map { Int64($0) }, rowPtr: rowPtr,
+                             colIdx: cols, values: vals, obs: Frame(index: []), vars: Frame(index: []),
+                             source: sourceInfo(L, path: path))
+        }
+        return (shard, rows)
+    }
+
+    // MARK: obs / var
+
+    static func readFrames(_ file: H5File, _ L: MatrixLayout, path: String, rows: Range<Int>,
+                           options: ReadOptions) throws -> (Frame, Frame) {
+        let root = file.root
+        var obs = Frame(index: rows.map { String($0) })
+        var vars = Frame(index: (0..<L.nVars).map { String($0) })
+        switch L.format {
+        case "10x-v3":
+            let g = try root.group("matrix")
+            obs = Frame(index: try readOrExplain(path, "matrix/barcodes") { try g.dataset("barcodes").readStrings(rows: rows) })
+            obs.indexName = "barcode"
+            if g.kind(of: "features") == .group {
+                let f = try g.group("features")
+                if f.exists("name") { vars = Frame(index: try f.dataset("name").readStrings()) }
+                vars.indexName = "gene_symbols"
+                if f.exists("id") { vars.set("gene_ids", .strings(try f.dataset("id").readStrings())) }
+                if f.exists("feature_type") { vars.set("feature_types", .strings(try f.dataset("feature_type").readStrings())) }
+                if f.exists("genome") { vars.set("genome", .strings(try f.dataset("genome").readStrings())) }
+            } else if g.exists("gene_names") {
+                vars = Frame(index: try g.dataset("gene_names").readStrings())
+                if g.exists("genes") { vars.set("gene_ids", .strings(try g.dataset("genes").readStrings())) }
+            }
+            try checkLength(vars.index.count, L.nVars, path: path, object: "matrix/features/name")
+        case "legacy-xy":
+            if root.kind(of: "Y") == .dataset {
+                let y = try root.dataset("Y")
+                guard y.count == L.nObs else {
+                    throw CellDataError(file: path, object: "Y", problem: "shape mismatch: \(y.count) labels for \(L.nObs) cells",
+                                        fix: "Y must hold one label per row of X")
+                }
+                let v: [Double] = try readOrExplain(path, "Y") { try y.read(rows: rows) }
+                obs.set("Y", .numeric(v))
+            }
+        default:
+            if let op = L.obsPath {
+                obs = try readFrame(try root.group(op), path: path, object: op, rows: rows, expected: L.nObs,
+                                    columns: options.readObsColumns)
+            }
+            if let vp = L.varPath {
+                vars = try readFrame(try root.group(vp), path: path, object: vp, rows: 0..<L.nVars, expected: L.nVars,
+                                     columns: true)
+            }
+        }
+        for key in options.requiredObsKeys where obs[key] == nil {
+            throw CellDataError(file: path, object: "obs/\(key)",
+                                problem: "missing obs key (obs has: \(obs.columnNames.isEmpty ? "no columns" : obs.columnNames.joined(separator: ", ")))",
+                                fix: "pass one of the existing keys")
+        }
+        return (obs, vars)
+    }
+
+    static func checkLength(_ got: Int, _ want: Int, path: String, object: String) throws {
+        guard got == want else {
+            throw CellDataError(file: path, object: object, problem: "shape mismatch: \(got) entries, expected \(want)",
+                                fix: "obs/var must have one entry per cell/gene")
+        }
+    }
+
+    /// Reads an anndata dataframe group's rows (index + columns).
+    static func readFrame(_ g: H5Group, path: String, object: String, rows: Range<Int>, expected: Int,
+                          columns: Bool) throws -> Frame {
+        var indexName = "_index"
+        if g.hasAttribute("_index") { indexName = try g.stringAttribute("_index") }
+        else if !g.exists("_index"), g.exists("index") { indexName = "index" }
+        var frame: Frame
+        if g.kind(of: indexName) == .dataset {
+            let d = try g.dataset(indexName)
+            try checkLength(d.count, expected, path: path, object: "\(object)/\(indexName)")
+            let column = try readColumn(g, indexName, path: path, object: object, rows: rows, legacyCategories: nil)
+            frame = Frame(index: column.stringValues)
+        } else {
+            frame = Frame(index: rows.map { String($0) })
+        }
+        frame.indexName = indexName
+        guard columns else { return frame }
+        var order: [String] = []
+        if g.hasAttribute("column-order"), (try? g.attributeType("column-order"))?.isString == true {
+            order = try g.stringArrayAttribute("column-order")
+        } else if !g.hasAttribute("column-order") {
+            order = try g.memberNames().filter { $0 != indexName && $0 != "__categories" }
+        }
+        let legacy = g.kind(of: "__categories") == .group ? try g.group("__categories") : nil
+        for name in order {
+            guard g.exists(name) else {
+                throw CellDataError(file: path, object: "\(object)/\(name)", problem: "listed in column-order but missing",
+                                    fix: "re-write the file with anndata")
+            }
+            let col = try readColumn(g, name, path: path, object: object, rows: rows, legacyCategories: legacy)
+            try checkLength(col.count, rows.count, path: path, object: "\(object)/\(name)")
+            frame.set(name, col)
+        }
+        return frame
+    }
+
+    static func readColumn(_ g: H5Group, _ name: String, path: String, object: String, rows: Range<Int>,
+                           legacyCategories: H5Group?) throws -> ObsColumn {
+        let obj = "\(object)/\(name)"
+        return try readOrExplain(path, obj) {
+            if g.kind(of: name) == .group {
+                let c = try g.group(name)
+                let enc = c.hasAttribute("encoding-type") ? try c.stringAttribute("encoding-type") : ""
+                switch enc {
+                case "categorical":
+                    let codesSet = try c.dataset("codes")
+                    let codes: [Int32] = try codesSet.read(rows: rows)
+                    let catSet = try c.dataset("categories")
+                    let cats = catSet.typeClass.isString ? try catSet.readStrings()
+                        : ObsColumn.numeric(try catSet.readAll()).stringValues
+                    for x in codes where x < -1 || Int(x) >= cats.count {
+                        throw CellDataError(file: path, object: "\(obj)/codes", problem: "code \(x) out of range for \(cats.count) categories",
+                                            fix: "re-write the file with anndata")
+                    }
+                    let ordered = (try? c.numericAttribute("ordered", as: Int8.self).first).flatMap { $0 } ?? 0
+                    return .categorical(codes: codes, categories: cats, ordered: ordered != 0)
+                case "nullable-integer", "nullable-boolean":
+                    let v: [Double] = try c.dataset("values").read(rows: rows)
+                    let m = try c.dataset("mask").readBools(rows: rows)
+                    return .numeric(zip(v, m).map { $1 ? .nan : $0 })
+                case "nullable-string-array":
+                    let v = try c.dataset("values").readStrings(rows: rows)
+                    return .strings(v)
+                default:
+                    throw CellDataError(file: path, object: obj,
+                                        problem: enc.isEmpty ? "group without encoding-type" : "unknown encoding '\(enc)'",
+                                        fix: "re-write the file with anndata ≥ 0.8")
+                }
+            }
+            let d = try g.dataset(name)
+            guard d.shape.count == 1 else {
+                throw CellDataError(file: path, object: obj, problem: "column has shape \(d.shape), expected 1-D",
+                                    fix: "re-write the file with anndata")
+            }
+            switch d.typeClass {
+            case .string: return .strings(try d.readStrings(rows: rows))
+            case .enumeration: return .bools(try d.readBools(rows: rows))
+            case .integer, .float:
+                if let lg = legacyCategories, lg.kind(of: name) == .dataset {
+                    let codes: [Int32] = try d.read(rows: rows)
+                    let cats = try lg.dataset(name).readStrings()
+                    return .categorical(codes: codes, categories: cats, ordered: false)
+                }
+                return .numeric(try d.read(rows: rows))
+            default:
+                throw CellDataError(file: path, object: obj, problem: "unknown column type \(d.typeClass.name)",
+                                    fix: "re-write the file with anndata ≥ 0.8")
+            }
+        }
+    }
+}
