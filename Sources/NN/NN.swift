@@ -1,1 +1,0 @@
-// Layers, optimisers and the flat parameter store (issue 3).

@@ -1,0 +1,130 @@
+// Optimisers over the flat buffers of a ParameterStore: one fused pass over all parameters.
+import Foundation
+import TensorCore
+
+public protocol Optimizer: AnyObject {
+    /// Applies one update with learning rate `lr` from the store's current gradients.
+    func step(lr: Float)
+    /// Updates done so far.
+    var steps: Int { get }
+}
+
+/// Adam (Kingma & Ba) with bias correction. `weightDecay` is an L2 term added to the gradient
+/// (Adam) or, with `decoupled`, a multiplicative shrink p ← p·(1 − lr·wd) before the update (AdamW).
+public final class Adam: Optimizer {
+    public let store: ParameterStore
+    public var beta1: Float, beta2: Float, eps: Float, weightDecay: Float
+    public let decoupled: Bool
+    public private(set) var steps = 0
+    private var m: TensorStorage, v: TensorStorage
+
+    public init(_ store: ParameterStore, beta1: Float = 0.9, beta2: Float = 0.999, eps: Float = 1e-8,
+                weightDecay: Float = 0, decoupled: Bool = false) {
+        self.store = store; self.beta1 = beta1; self.beta2 = beta2; self.eps = eps
+        self.weightDecay = weightDecay; self.decoupled = decoupled
+        m = TensorStorage(zeroedCount: store.count)
+        v = TensorStorage(zeroedCount: store.count)
+    }
+
+    /// AdamW: Adam with decoupled weight decay (default 0.01, as in PyTorch).
+    public static func adamW(_ store: ParameterStore, beta1: Float = 0.9, beta2: Float = 0.999, eps: Float = 1e-8,
+                             weightDecay: Float = 0.01) -> Adam {
+        Adam(store, beta1: beta1, beta2: beta2, eps: eps, weightDecay: weightDecay, decoupled: true)
+    }
+
+    /// First and second moment estimates (views; for checkpointing and tests).
+    public var firstMoment: Tensor { Tensor(rows: 1, cols: store.count, storage: m) }
+    public var secondMoment: Tensor { Tensor(rows: 1, cols: store.count, storage: v) }
+
+    public func step(lr: Float) {
+        precondition(m.count >= store.count, "parameters were added to the store after the optimiser was created")
+        steps += 1
+        let t = Float(steps)
+        let b1 = beta1, b2 = beta2
+        let c1 = 1 - Foundation.pow(b1, t), c2 = 1 - Foundation.pow(b2, t)
+        let stepSize = lr / c1
+        let invSqrtC2 = 1 / c2.squareRoot()
+        let e = eps
+        let shrink: Float = decoupled ? 1 - lr * weightDecay : 1
+        let l2: Float = decoupled ? 0 : weightDecay
+        let p = store.valuesPointer, g = store.gradsPointer, mp = m.pointer, vp = v.pointer
+        let n = store.count
+        for i in 0..<n {
+            let gi = g[i] + l2 * p[i]
+            let mi = b1 * mp[i] + (1 - b1) * gi
+            let vi = b2 * vp[i] + (1 - b2) * gi * gi
+            mp[i] = mi; vp[i] = vi
+            p[i] = p[i] * shrink - stepSize * mi / (vi.squareRoot() * invSqrtC2 + e)
+        }
+    }
+}
+
+/// SGD with (optionally Nesterov) momentum and L2 weight decay: b ← μ·b + (g + wd·p), p ← p − lr·b.
+public final class SGD: Optimizer {
+    public let store: ParameterStore
+    public var momentum: Float, weightDecay: Float
+    public let nesterov: Bool
+    public private(set) var steps = 0
+    private var buf: TensorStorage
+
+    public init(_ store: ParameterStore, momentum: Float = 0.9, weightDecay: Float = 0, nesterov: Bool = false) {
+        self.store = store; self.momentum = momentum; self.weightDecay = weightDecay; self.nesterov = nesterov
+        buf = TensorStorage(zeroedCount: store.count)
+    }
+
+    public func step(lr: Float) {
+        steps += 1
+        let p = store.valuesPointer, g = store.gradsPointer, b = buf.pointer
+        let mu = momentum, wd = weightDecay
+        let first = steps == 1
+        for i in 0..<store.count {
+            let gi = g[i] + wd * p[i]
+            let bi = first ? gi : mu * b[i] + gi
+            b[i] = bi
+            p[i] -= lr * (nesterov ? gi + mu * bi : bi)
+        }
+    }
+}
+
+/// Scales the store's gradients so their global L2 norm is at most `maxNorm`; returns the norm before clipping.
+@discardableResult
+public func clipGradNorm(_ store: ParameterStore, maxNorm: Float) -> Float {
+    let g = store.gradsPointer
+    var acc = 0.0
+    var i = 0
+    let n = store.count
+    while i < n {
+        let len = min(4096, n - i)
+        var s: Float = 0
+        for k in 0..<len { s += g[i + k] * g[i + k] }
+        acc += Double(s)
+        i += len
+    }
+    let norm = Float(acc.squareRoot())
+    if norm > maxNorm && norm > 0 {
+        let k = maxNorm / (norm + 1e-6)
+        Linalg.sscal(n, k, g)
+    }
+    return norm
+}
+
+/// Learning-rate schedules as pure functions of the (0-based) step.
+public enum LearningRateSchedule: Sendable, Equatable {
+    case constant(Float)
+    /// Linear warm-up to `peak` over `warmupSteps` (step s gives peak·(s+1)/warmupSteps), then cosine
+    /// decay to `floor` at `totalSteps`, and `floor` after that.
+    case warmupCosine(peak: Float, warmupSteps: Int, totalSteps: Int, floor: Float = 0)
+
+    public func callAsFunction(_ step: Int) -> Float { lr(at: step) }
+
+    public func lr(at step: Int) -> Float {
+        switch self {
+        case .constant(let v): return v
+        case .warmupCosine(let peak, let warm, let total, let floor):
+            if step < warm { return peak * Float(step + 1) / Float(warm) }
+            let span = max(total - warm, 1)
+            let progress = min(Double(step - warm) / Double(span), 1)
+            return floor + (peak - floor) * Float(0.5 * (1 + Foundation.cos(Double.pi * progress)))
+        }
+    }
+}
