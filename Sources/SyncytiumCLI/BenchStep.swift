@@ -1,0 +1,139 @@
+import ArgumentParser
+import Autograd
+import Foundation
+import NN
+import TensorCore
+
+/// VmRSS and VmHWM (peak) of this process in bytes, from /proc/self/status (0 where unavailable).
+func processMemory() -> (rss: Int, peak: Int) {
+    guard let s = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return (0, 0) }
+    var rss = 0, peak = 0
+    for line in s.split(separator: "\n") {
+        let parts = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
+        guard parts.count >= 2, let kb = Int(parts[1]) else { continue }
+        if parts[0] == "VmRSS:" { rss = kb * 1024 }
+        if parts[0] == "VmHWM:" { peak = kb * 1024 }
+    }
+    return (rss, peak)
+}
+
+struct BenchStep: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "step",
+        abstract: "One training step (forward + backward + Adam) vs the same GEMMs called raw, interleaved in one run.",
+        discussion: """
+            --model mlp: the 2000-1024-128-24-128-1024-2000 autoencoder (ReLU between layers, none on the \
+            24-d bottleneck and the output), MSE reconstruction loss, Adam. --model linear: one Linear \
+            2000→1024 forward + backward (input requiring a gradient) vs its three sgemm calls. \
+            Reports medians, cells/s, and peak RSS after warm-up and at the end (steady-state steps \
+            should allocate nothing, so the two should match).
+            """)
+
+    enum Model: String, ExpressibleByArgument, CaseIterable { case mlp, linear }
+
+    @Option(help: "Model to step.")
+    var model: Model = .mlp
+
+    @Option(help: "Cells per minibatch.")
+    var batch = 256
+
+    @Option(help: "Measured steps (each followed by one raw-GEMM rep).")
+    var steps = 200
+
+    @Option(help: "Warm-up steps before measuring.")
+    var warmup = 10
+
+    @Option(help: "BLAS threads.")
+    var threads = 1
+
+    @Flag(help: "Print JSON instead of text.")
+    var json = false
+
+    struct Output: Codable {
+        var benchmark = "step"
+        var model: String
+        var batch: Int; var steps: Int; var blasThreads: Int; var blasCore: String
+        var parameters: Int
+        var stepMedianMs: Double
+        var rawGemmMedianMs: Double
+        var ratio: Double
+        var cellsPerSecond: Double
+        var rawGemmCellsPerSecond: Double
+        var peakRSSAfterWarmupMiB: Double
+        var peakRSSEndMiB: Double
+        var peakRSSGrowthMiB: Double
+        var finalLoss: Float
+    }
+
+    func validate() throws {
+        guard batch > 1, steps > 0, warmup >= 1, threads > 0 else {
+            throw ValidationError("--batch must be > 1, --steps and --warmup ≥ 1, --threads > 0")
+        }
+    }
+
+    func run() throws {
+        BLASLibrary.setThreads(threads)
+        let store = ParameterStore()
+        var rng = RandomStream(seed: 42, purpose: .initialization)
+        let tape = Tape()
+        var dataRng = RandomStream(seed: 42, purpose: .simulation)
+        let widths = model == .mlp ? mlpWidths : [2000, 1024]
+        let x = Tensor.uniform(rows: batch, cols: widths[0], 0, 1, rng: &dataRng)
+        var layers: [Linear] = []
+        for l in 0..<(widths.count - 1) {
+            // ReLU between layers; none into the bottleneck (24) nor at the output.
+            let act: Tape.Activation = (l == widths.count - 2 || widths[l + 1] == 24) ? .identity : .relu
+            layers.append(Linear(store, "l\(l)", inputs: widths[l], outputs: widths[l + 1], activation: act, rng: &rng))
+        }
+        let adam = Adam(store)
+        let upstream = Tensor.uniform(rows: batch, cols: widths.last!, -1, 1, rng: &dataRng)
+        var lastLoss: Float = .nan
+
+        func step() {
+            tape.reset()
+            switch model {
+            case .mlp:
+                var h = tape.constant(x)
+                for l in layers { h = l(h, tape) }
+                let loss = tape.mseLoss(h, tape.constant(x))
+                tape.backward(loss)
+                lastLoss = tape.value(loss).scalar
+                adam.step(lr: 1e-3)
+            case .linear:
+                let xin = tape.variable(x)
+                let y = layers[0](xin, tape)
+                tape.backward(y, seed: upstream)
+            }
+        }
+
+        let shapes = GemmShape.trainingStep(widths: widths, batch: batch, inputNeedsGrad: model == .linear)
+        let raw = RawGemmRunner(shapes)
+        for _ in 0..<warmup { step(); _ = raw.runAll() }
+        let memWarm = processMemory()
+        var stepTimes: [Double] = [], rawTimes: [Double] = []
+        stepTimes.reserveCapacity(steps); rawTimes.reserveCapacity(steps)
+        for _ in 0..<steps {
+            let t0 = benchNow(); step(); stepTimes.append(benchNow() - t0)
+            rawTimes.append(raw.runAll())
+        }
+        let memEnd = processMemory()
+        let sMed = benchMedian(stepTimes), rMed = benchMedian(rawTimes)
+        let mib = 1.0 / Double(1 << 20)
+        let out = Output(
+            model: model.rawValue, batch: batch, steps: steps, blasThreads: BLASLibrary.threads,
+            blasCore: BLASLibrary.coreName, parameters: store.parameterCount,
+            stepMedianMs: sMed * 1e3, rawGemmMedianMs: rMed * 1e3, ratio: sMed / rMed,
+            cellsPerSecond: Double(batch) / sMed, rawGemmCellsPerSecond: Double(batch) / rMed,
+            peakRSSAfterWarmupMiB: Double(memWarm.peak) * mib, peakRSSEndMiB: Double(memEnd.peak) * mib,
+            peakRSSGrowthMiB: Double(memEnd.peak - memWarm.peak) * mib, finalLoss: lastLoss)
+        if json { print(try jsonString(out)); return }
+        print("""
+            bench step --model \(out.model): batch \(batch), \(steps) measured steps after \(warmup) warm-up, \
+            \(out.blasThreads) BLAS thread(s) (\(out.blasCore)), \(out.parameters) parameters
+            step (median):       \(fmt(out.stepMedianMs, 3)) ms   \(fmt(out.cellsPerSecond, 0)) cells/s
+            raw GEMMs (median):  \(fmt(out.rawGemmMedianMs, 3)) ms   \(fmt(out.rawGemmCellsPerSecond, 0)) cells/s  (\(shapes.count) sgemm calls)
+            step / raw GEMM:     \(fmt(out.ratio, 3))
+            peak RSS:            \(fmt(out.peakRSSAfterWarmupMiB, 1)) MiB after warm-up, \(fmt(out.peakRSSEndMiB, 1)) MiB at the end (growth \(fmt(out.peakRSSGrowthMiB, 2)) MiB)
+            """ + (model == .mlp ? "\nfinal loss:          \(out.finalLoss)" : ""))
+    }
+}
