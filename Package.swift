@@ -29,21 +29,23 @@ let package = Package(
         .target(name: "NN", dependencies: ["TensorCore", "Autograd"]),
         .target(name: "HDF5IO", dependencies: ["CHDF5"]),
         .target(name: "CellData", dependencies: ["HDF5IO", "Collectives", "TensorCore"]),
-        .target(name: "Clustering", dependencies: ["Collectives"]),
+        .target(name: "Clustering", dependencies: ["Collectives", "TensorCore"]),
+        .target(name: "Neighbors", dependencies: ["Collectives", "TensorCore", "Clustering"]),
 
         .executableTarget(
             name: "SyncytiumCLI",
             dependencies: [
-                "Collectives", "TensorCore", "Autograd", "NN", "HDF5IO", "CellData", "Clustering",
+                "Collectives", "TensorCore", "Autograd", "NN", "HDF5IO", "CellData", "Clustering", "Neighbors",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         // Multi-rank checks, run under real mpirun by launch/test (XCTest cannot span processes).
-        .executableTarget(name: "MPIChecks", dependencies: ["Collectives", "Clustering"]),
+        .executableTarget(name: "MPIChecks", dependencies: ["Collectives", "Clustering", "Neighbors", "TensorCore"]),
 
         .testTarget(name: "CollectivesTests", dependencies: ["Collectives"]),
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore"]),
         .testTarget(name: "AutogradTests", dependencies: ["TensorCore", "Autograd"]),
         .testTarget(name: "NNTests", dependencies: ["TensorCore", "Autograd", "NN"]),
+        .testTarget(name: "NeighborsTests", dependencies: ["Neighbors", "Collectives", "TensorCore"]),
         .testTarget(name: "ClusteringTests", dependencies: ["Clustering", "Collectives"]),
         .testTarget(name: "CellDataTests", dependencies: ["HDF5IO", "CellData", "Collectives", "TensorCore"]),
     ]

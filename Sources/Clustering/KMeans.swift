@@ -1,4 +1,5 @@
 import Collectives
+import TensorCore
 
 /// The rows this rank owns of a global n × d point set (row-major Float), in global order:
 /// rank 0 holds the first rows, rank 1 the next, and so on.
@@ -9,26 +10,6 @@ public struct PointShard {
     public init(values: [Float], count: Int, dim: Int) {
         precondition(values.count == count * dim, "PointShard: \(values.count) values for \(count) × \(dim)")
         self.values = values; self.count = count; self.dim = dim
-    }
-}
-
-/// Where each rank's rows sit in the global order.
-struct ShardLayout {
-    let counts: [Int]
-    let offsets: [Int]  // exclusive prefix sums
-    let total: Int
-    init(comm: Communicator, localCount: Int) throws {
-        counts = try comm.allgather(value: Int64(localCount)).map(Int.init)
-        var o = [Int](repeating: 0, count: counts.count)
-        for i in 1..<max(counts.count, 1) where i < counts.count { o[i] = o[i - 1] + counts[i - 1] }
-        offsets = o
-        total = counts.reduce(0, +)
-    }
-    func owner(ofGlobal g: Int) -> (rank: Int, local: Int) {
-        var r = counts.count - 1
-        while r > 0 && offsets[r] > g { r -= 1 }
-        while r < counts.count - 1 && counts[r] == 0 { r += 1 }
-        return (r, g - offsets[r])
     }
 }
 
@@ -53,14 +34,19 @@ public struct KMeans {
     /// Relative tolerance on the centre shift, scaled by the mean per-feature variance (as scikit-learn).
     public var tolerance = 1e-4
     public var seed: UInt64 = 0
+    /// Seeding: greedy k-means++ (quality; O(k²) collectives) or k distinct random points (fast, for
+    /// large k such as an IVF quantiser).
+    public enum Initialisation: Sendable { case kMeansPlusPlus, random }
+    public var initialisation = Initialisation.kMeansPlusPlus
 
-    public init(k: Int, restarts: Int = 10, maxIterations: Int = 300, tolerance: Double = 1e-4, seed: UInt64 = 0) {
+    public init(k: Int, restarts: Int = 10, maxIterations: Int = 300, tolerance: Double = 1e-4, seed: UInt64 = 0,
+                initialisation: Initialisation = .kMeansPlusPlus) {
         self.k = k; self.restarts = restarts; self.maxIterations = maxIterations
-        self.tolerance = tolerance; self.seed = seed
+        self.tolerance = tolerance; self.seed = seed; self.initialisation = initialisation
     }
 
     public func fit(_ points: PointShard, comm: Communicator) throws -> Result {
-        let layout = try ShardLayout(comm: comm, localCount: points.count)
+        let layout = try RowLayout(comm: comm, localCount: points.count)
         guard k >= 1 else { throw CollectiveUsageError("k-means needs k ≥ 1, got \(k)") }
         guard layout.total >= k else {
             throw CollectiveUsageError("k-means with k = \(k) needs at least \(k) points; there are \(layout.total)")
@@ -84,7 +70,14 @@ public struct KMeans {
         var best: Result?
         for r in 0..<max(restarts, 1) {
             var rng = SharedRandom(seed: seed, stream: UInt64(r))
-            let start = try seedPlusPlus(points, layout: layout, comm: comm, rng: &rng)
+            let start: [Float]
+            switch initialisation {
+            case .kMeansPlusPlus: start = try seedPlusPlus(points, layout: layout, comm: comm, rng: &rng)
+            case .random:
+                var picked = Set<Int>(), order: [Int] = []
+                while order.count < k { let g = rng.below(layout.total); if picked.insert(g).inserted { order.append(g) } }
+                start = try Self.fetchRows(order, points, layout: layout, comm: comm)
+            }
             var res = try lloyd(points, layout: layout, centres: start, tol: tol, comm: comm)
             res.restart = r
             if best == nil || res.inertia < best!.inertia { best = res }
@@ -93,32 +86,36 @@ public struct KMeans {
     }
 
     /// Assigns points to the nearest of `centres` (k × d); returns labels and each point's squared distance.
+    /// Distances come from sgemm (−2·X·Cᵀ + ‖c‖²) in row tiles; the winner's distance is recomputed exactly.
     public static func assign(_ points: PointShard, centres: [Float], k: Int) -> (labels: [Int32], dist2: [Double]) {
         let d = points.dim, n = points.count
         var labels = [Int32](repeating: 0, count: n)
         var dist = [Double](repeating: 0, count: n)
+        guard n > 0 else { return (labels, dist) }
         var cnorm = [Float](repeating: 0, count: k)
         for c in 0..<k { var s: Float = 0; for j in 0..<d { s += centres[c * d + j] * centres[c * d + j] }; cnorm[c] = s }
+        let tileRows = max(1, min(n, (1 << 18) / max(k, 1)))
+        var tile = [Float](repeating: 0, count: tileRows * k)
         points.values.withUnsafeBufferPointer { x in
             centres.withUnsafeBufferPointer { cp in
-                for i in 0..<n {
-                    let xi = x.baseAddress! + i * d
-                    var bestC = 0
-                    var bestD = Float.infinity
-                    var xn: Float = 0
-                    for j in 0..<d { xn += xi[j] * xi[j] }
-                    for c in 0..<k {
-                        let cc = cp.baseAddress! + c * d
-                        var dot: Float = 0
-                        for j in 0..<d { dot += xi[j] * cc[j] }
-                        let dd = xn - 2 * dot + cnorm[c]
-                        if dd < bestD { bestD = dd; bestC = c }
+                tile.withUnsafeMutableBufferPointer { t in
+                    var r0 = 0
+                    while r0 < n {
+                        let rh = min(tileRows, n - r0)
+                        Linalg.sgemm(transA: false, transB: true, m: rh, n: k, k: d, alpha: -2, a: x.baseAddress! + r0 * d,
+                                     lda: d, b: cp.baseAddress!, ldb: d, beta: 0, c: t.baseAddress!, ldc: k)
+                        for i in 0..<rh {
+                            let row = t.baseAddress! + i * k
+                            var bestC = 0
+                            var bestD = row[0] + cnorm[0]
+                            for c in 1..<k { let v = row[c] + cnorm[c]; if v < bestD { bestD = v; bestC = c } }
+                            let xi = x.baseAddress! + (r0 + i) * d, cc = cp.baseAddress! + bestC * d
+                            var e: Double = 0
+                            for j in 0..<d { let u = Double(xi[j]) - Double(cc[j]); e += u * u }
+                            labels[r0 + i] = Int32(bestC); dist[r0 + i] = e
+                        }
+                        r0 += rh
                     }
-                    // Exact squared distance for the winner (the expanded form loses precision).
-                    let cc = cp.baseAddress! + bestC * d
-                    var e: Double = 0
-                    for j in 0..<d { let t = Double(xi[j]) - Double(cc[j]); e += t * t }
-                    labels[i] = Int32(bestC); dist[i] = e
                 }
             }
         }
@@ -132,7 +129,7 @@ public struct KMeans {
     }
 
     /// Fetches global rows (any owner) onto every rank, in the order given.
-    static func fetchRows(_ globals: [Int], _ points: PointShard, layout: ShardLayout, comm: Communicator) throws -> [Float] {
+    static func fetchRows(_ globals: [Int], _ points: PointShard, layout: RowLayout, comm: Communicator) throws -> [Float] {
         let d = points.dim
         var mine: [Float] = []
         var order: [Int] = []
@@ -154,7 +151,7 @@ public struct KMeans {
 
     /// Picks a global index with probability proportional to `weights` (this rank's part), using one
     /// shared uniform draw: every rank computes the same answer.
-    static func sampleProportional(_ weights: [Double], u: Double, layout: ShardLayout, comm: Communicator) throws -> Int {
+    static func sampleProportional(_ weights: [Double], u: Double, layout: RowLayout, comm: Communicator) throws -> Int {
         let local = weights.reduce(0, +)
         let sums = try comm.allgather(value: local)
         let total = sums.reduce(0, +)
@@ -174,7 +171,7 @@ public struct KMeans {
     }
 
     /// Greedy k-means++: each new centre is the best of 2 + ln k candidates drawn ∝ D².
-    private func seedPlusPlus(_ points: PointShard, layout: ShardLayout, comm: Communicator,
+    private func seedPlusPlus(_ points: PointShard, layout: RowLayout, comm: Communicator,
                               rng: inout SharedRandom) throws -> [Float] {
         let d = points.dim, n = points.count
         let trials = 2 + Int(log(Double(k)))
@@ -213,7 +210,7 @@ public struct KMeans {
         return centres
     }
 
-    private func lloyd(_ points: PointShard, layout: ShardLayout, centres initial: [Float], tol: Double,
+    private func lloyd(_ points: PointShard, layout: RowLayout, centres initial: [Float], tol: Double,
                        comm: Communicator) throws -> Result {
         let d = points.dim, n = points.count
         var centres = initial

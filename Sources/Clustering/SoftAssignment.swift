@@ -111,7 +111,7 @@ public struct Sinkhorn {
 public enum Silhouette {
     public static func sampled(_ points: PointShard, labels: [Int32], k: Int, sampleSize: Int, seed: UInt64,
                                comm: Communicator) throws -> Double {
-        let layout = try ShardLayout(comm: comm, localCount: points.count)
+        let layout = try RowLayout(comm: comm, localCount: points.count)
         let d = points.dim
         let m = min(sampleSize, layout.total)
         guard m > 0 else { return 0 }

@@ -358,6 +358,45 @@ public final class Communicator: @unchecked Sendable {
         return (out, rc.map(Int.init))
     }
 
+    // MARK: Point to point
+
+    /// Starts sending `buffer` to `dest`; keep the buffer alive and unchanged until the request completes.
+    public func isend<T: CollectiveScalar>(_ buffer: UnsafeBufferPointer<T>, to dest: Int, tag: Int = 0) throws
+        -> CollectiveRequest {
+        guard buffer.count <= maxCount else { throw CollectiveUsageError("isend above 2^31-1 elements") }
+        try validateRoot(dest)
+        var req: MPI_Request? = cmpi_request_null()
+        try check(MPI_Isend(buffer.baseAddress, Int32(buffer.count), T.scalarKind.datatype, Int32(dest), Int32(tag),
+                            comm, &req), "MPI_Isend(to \(dest))")
+        return CollectiveRequest(req)
+    }
+
+    /// Starts receiving exactly `buffer.count` elements from `source` into `buffer`.
+    public func irecv<T: CollectiveScalar>(_ buffer: UnsafeMutableBufferPointer<T>, from source: Int, tag: Int = 0) throws
+        -> CollectiveRequest {
+        guard buffer.count <= maxCount else { throw CollectiveUsageError("irecv above 2^31-1 elements") }
+        try validateRoot(source)
+        var req: MPI_Request? = cmpi_request_null()
+        try check(MPI_Irecv(buffer.baseAddress, Int32(buffer.count), T.scalarKind.datatype, Int32(source), Int32(tag),
+                            comm, &req), "MPI_Irecv(from \(source))")
+        return CollectiveRequest(req)
+    }
+
+    /// Sends `send` to `dest` while receiving `receiveCount` elements from `source` (ring shifts).
+    public func sendrecv<T: CollectiveScalar>(_ send: [T], to dest: Int, receiveCount: Int, from source: Int,
+                                              tag: Int = 0) throws -> [T] {
+        var out = [T](repeating: 0, count: receiveCount)
+        try out.withUnsafeMutableBufferPointer { o in
+            let r = try irecv(o, from: source, tag: tag)
+            try send.withUnsafeBufferPointer { s in
+                let q = try isend(s, to: dest, tag: tag)
+                try q.wait()
+            }
+            try r.wait()
+        }
+        return out
+    }
+
     private func validateRoot(_ root: Int) throws {
         guard root >= 0 && root < size else { throw CollectiveUsageError("root \(root) outside 0..<\(size)") }
     }

@@ -5,6 +5,8 @@
 // The last line is "mpi-collectives (np=N): P passed, F failed"; the exit code is 0 only when F == 0.
 import Clustering
 import Collectives
+import Neighbors
+import TensorCore
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -232,6 +234,39 @@ run("distributed clustering = single-rank") {
     let sil = try Silhouette.sampled(shard, labels: dist.labels, k: k, sampleSize: 200, seed: 3, comm: comm)
     let silAll = try Silhouette.sampled(whole, labels: ref.labels, k: k, sampleSize: 200, seed: 3, comm: Communicator.solo)
     expect(abs(sil - silAll) < 1e-9, "silhouette \(sil) vs single-rank \(silAll)")
+}
+
+// kNN graphs on uneven shards (rank r holds a share ∝ r + 1, so 4 ranks of 1203 rows are all
+// different sizes) against the same graph built by this process alone over all rows.
+run("distributed kNN = single-rank") {
+    let n = 1203, d = 9, k = 12
+    let weights = (0..<p).map { $0 + 1 }, wsum = weights.reduce(0, +)
+    var counts = weights.map { n * $0 / wsum }
+    counts[p - 1] += n - counts.reduce(0, +)
+    let layout = RowLayout(counts: counts)
+    let (x, _) = SyntheticEmbeddings.rows(layout.range(of: r), dim: d, clusters: 7, spread: 1.2, seed: 12)
+    let (all, _) = SyntheticEmbeddings.rows(0..<n, dim: d, clusters: 7, spread: 1.2, seed: 12)
+    let ref = try ExactKNN.build(all, k: k, comm: Communicator.solo)
+    let lo = layout.offsets[r]
+    @MainActor func compare(_ got: KNNResult, _ what: String) {
+        var worst: Float = 0, idMismatch = 0
+        for i in 0..<got.count {
+            for j in 0..<k {
+                let a = got.distances[i * k + j], b = ref.distances[(lo + i) * k + j]
+                worst = max(worst, abs(a - b))
+                if got.indices[i * k + j] != ref.indices[(lo + i) * k + j] {
+                    // Only a tie may reorder: the reference must hold this id at (nearly) this distance.
+                    let row = ref.indices[((lo + i) * k)..<((lo + i) * k + k)]
+                    if let at = row.firstIndex(of: got.indices[i * k + j]) {
+                        if abs(ref.distances[at] - a) > 1e-4 { idMismatch += 1 }
+                    } else if abs(ref.distances[(lo + i) * k + k - 1] - a) > 1e-4 { idMismatch += 1 }
+                }
+            }
+        }
+        expect(worst < 1e-4 && idMismatch == 0, "\(what): max distance difference \(worst), \(idMismatch) ids differ")
+    }
+    compare(try ExactKNN.build(x, k: k, comm: comm), "exact kNN")
+    compare(try ApproximateKNN(lists: 10, probes: 10, seed: 2).build(x, k: k, comm: comm), "IVF kNN probing every list")
 }
 
 // Global verdict: every rank's counts summed.
