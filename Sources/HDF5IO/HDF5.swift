@@ -565,6 +565,26 @@ public final class H5Group: H5Object, @unchecked Sendable {
         return d
     }
 
+    /// Creates and fills a 1-D boolean dataset as h5py stores numpy bool (int8 enum FALSE/TRUE).
+    @discardableResult
+    public func writeBools(_ name: String, _ values: [Bool]) throws -> H5Dataset {
+        let t = try boolEnumType()
+        defer { H5Tclose(t) }
+        var dims = [hsize_t(values.count)]
+        let space = try h5id(H5Screate_simple(1, &dims, nil), "create dataspace")
+        defer { H5Sclose(space) }
+        let dcpl = try datasetCreationList(chunk: nil, gzip: nil)
+        defer { H5Pclose(dcpl) }
+        let d = try h5id(H5Dcreate2(id, name, t, space, ch5_p_default(), dcpl, ch5_p_default()),
+                         "create dataset '\(childPath(name))' in \(fileName)")
+        let ds = try H5Dataset(id: d, path: childPath(name), fileName: fileName, parallelFile: parallelFile)
+        if !values.isEmpty {
+            let raw = values.map { Int8($0 ? 1 : 0) }
+            try h5(H5Dwrite(d, t, ch5_s_all(), ch5_s_all(), ch5_p_default(), raw), "write '\(ds.path)'")
+        }
+        return ds
+    }
+
     /// Creates a scalar numeric dataset.
     @discardableResult
     public func writeScalar<T: H5Scalar>(_ name: String, _ value: T) throws -> H5Dataset {
@@ -841,6 +861,41 @@ public final class H5Dataset: H5Object, @unchecked Sendable {
         try values.withUnsafeBytes { b in
             try h5(H5Dwrite(id, T.h5NativeType, m, f, dxpl, b.baseAddress ?? UnsafeRawPointer(bitPattern: 8)),
                    "write rows \(rowStart)..<\(rowStart + rows) of '\(path)' in \(fileName)")
+        }
+    }
+
+    /// Writes `values` into the row runs `runs` (ascending, disjoint ranges along dimension 0),
+    /// in one call with a union selection; values hold the runs' rows back to back. With
+    /// `.collective` every rank calls it (a rank with no rows passes empty `runs` and values).
+    public func write<T: H5Scalar>(_ values: [T], runs: [Range<Int>], transfer: H5Transfer = .collective) throws {
+        let rowWidth = shape.dropFirst().reduce(1, *)
+        let rows = runs.reduce(0) { $0 + $1.count }
+        guard values.count == rows * rowWidth else {
+            throw HDF5Error(operation: "write \(values.count) values into \(rows) rows of width \(rowWidth) of '\(path)'",
+                            stack: "")
+        }
+        for r in runs { try checkRange(r.lowerBound, r.count) }
+        if rows == 0 && transfer == .independent { return }
+        let fspace = try h5id(H5Dget_space(id), "get dataspace of '\(path)'")
+        defer { H5Sclose(fspace) }
+        let rest = shape.dropFirst().map { hsize_t($0) }
+        var first = true
+        for r in runs where !r.isEmpty {
+            var st = [hsize_t(r.lowerBound)] + rest.map { _ in 0 }
+            var ct = [hsize_t(r.count)] + rest
+            try h5(H5Sselect_hyperslab(fspace, first ? H5S_SELECT_SET : H5S_SELECT_OR, &st, nil, &ct, nil),
+                   "select rows \(r) of '\(path)' in \(fileName)")
+            first = false
+        }
+        var mdims = [hsize_t(Swift.max(values.count, 1))]
+        let mspace = H5Screate_simple(1, &mdims, nil)
+        defer { H5Sclose(mspace) }
+        if first { H5Sselect_none(fspace); H5Sselect_none(mspace) }
+        let dxpl = try transferList(transfer)
+        defer { releaseTransfer(dxpl) }
+        try values.withUnsafeBytes { b in
+            try h5(H5Dwrite(id, T.h5NativeType, mspace, fspace, dxpl, b.baseAddress ?? UnsafeRawPointer(bitPattern: 8)),
+                   "write \(runs.count) row runs of '\(path)' in \(fileName)")
         }
     }
 

@@ -1,0 +1,337 @@
+import Collectives
+import HDF5IO
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A value stored under `uns['syncytium']` (anndata's string / numeric-scalar / dict encodings).
+public indirect enum UnsValue: Sendable, Equatable {
+    case string(String)
+    case number(Double)
+    case integer(Int64)
+    case dict([(String, UnsValue)])
+
+    public static func == (a: UnsValue, b: UnsValue) -> Bool {
+        switch (a, b) {
+        case (.string(let x), .string(let y)): return x == y
+        case (.number(let x), .number(let y)): return x == y
+        case (.integer(let x), .integer(let y)): return x == y
+        case (.dict(let x), .dict(let y)):
+            return x.count == y.count && zip(x, y).allSatisfy { $0.0 == $1.0 && $0.1 == $1.1 }
+        default: return false
+        }
+    }
+}
+
+/// A kNN graph over all cells, this rank's rows (CSR, columns are global cell ids).
+public struct ResultGraph: Sendable {
+    public var rowPtr: [Int64]
+    public var colIdx: [Int32]
+    public var connectivities: [Float]
+    public var distances: [Float]
+    public init(rowPtr: [Int64], colIdx: [Int32], connectivities: [Float], distances: [Float]) {
+        self.rowPtr = rowPtr; self.colIdx = colIdx; self.connectivities = connectivities; self.distances = distances
+    }
+}
+
+/// What goes into the output .h5ad besides the input's obs and var (all arrays are this rank's
+/// rows, in `shard.rowIds` order).
+public struct WriteRequest: Sendable {
+    public var shard: CellShard
+    public var clusters: [Int32]?
+    public var embedding: [Float]?
+    public var embeddingDim: Int = 0
+    public var graph: ResultGraph?
+    /// Entries of uns['syncytium'] (e.g. version, params, metrics).
+    public var uns: [(String, UnsValue)] = []
+    public init(shard: CellShard) { self.shard = shard }
+}
+
+/// Writes the result .h5ad: every rank writes its own rows of the numeric datasets collectively
+/// through MPI-IO; rank 0 then adds the strings and anndata's encoding attributes serially (HDF5
+/// cannot write variable-length strings in parallel). The file is written under a temporary
+/// name and renamed by rank 0 once every rank has finished, so it appears atomically.
+public enum CellWriter {
+
+    public static func temporaryPath(for path: String) -> String {
+        let slash = path.lastIndex(of: "/")
+        let dir = slash.map { String(path[..<$0]) } ?? "."
+        let base = slash.map { String(path[path.index(after: $0)...]) } ?? path
+        return "\(dir)/.\(base).partial"
+    }
+
+    static func runs(_ ids: [Int64]) -> [Range<Int>] {
+        var out: [Range<Int>] = []
+        for id in ids.map(Int.init) {
+            if let last = out.last, last.upperBound == id { out[out.count - 1] = last.lowerBound..<(id + 1) }
+            else { out.append(id..<(id + 1)) }
+        }
+        return out
+    }
+
+    public static func write(_ path: String, _ req: WriteRequest, comm: Communicator) throws {
+        let s = req.shard
+        let tmp = temporaryPath(for: path)
+        let rowRuns = runs(s.rowIds)
+        // Arguments agree across ranks and with the shard.
+        let dim = try agreeing(comm) { () -> Int in
+            if let c = req.clusters, c.count != s.localRows {
+                throw CellDataError(file: path, object: "obs/syncytium_cluster", problem: "\(c.count) labels for \(s.localRows) rows",
+                                    fix: "pass one cluster per local cell")
+            }
+            if let e = req.embedding, e.count != s.localRows * req.embeddingDim {
+                throw CellDataError(file: path, object: "obsm/X_syncytium",
+                                    problem: "\(e.count) values for \(s.localRows) rows × \(req.embeddingDim)",
+                                    fix: "pass localRows × embeddingDim values")
+            }
+            if let g = req.graph, g.rowPtr.count != s.localRows + 1 || g.colIdx.count != g.distances.count
+                || g.colIdx.count != g.connectivities.count {
+                throw CellDataError(file: path, object: "obsp", problem: "graph arrays do not match the local rows",
+                                    fix: "pass CSR rows for the local cells")
+            }
+            return req.embedding == nil ? 0 : req.embeddingDim
+        }
+        let dims = try comm.allgather(value: Int64(dim))
+        let hasGraph = try comm.allreduce(value: Int32(req.graph == nil ? 0 : 1), op: .min) == 1
+        let hasClusters = try comm.allreduce(value: Int32(req.clusters == nil ? 0 : 1), op: .min) == 1
+        try agreeing(comm) {
+            if Set(dims).count != 1 {
+                throw CellDataError(file: path, object: "obsm/X_syncytium", problem: "embedding widths differ across ranks (\(dims))",
+                                    fix: "every rank must pass the same embeddingDim")
+            }
+        }
+        let nClusters = hasClusters ? Int(try comm.allreduce(value: (req.clusters ?? []).max() ?? -1, op: .max)) + 1 : 0
+
+        // Graph row offsets need every row's length (global, by row id).
+        var graphNNZ: Int64 = 0
+        var entryRuns: [Range<Int>] = []
+        var indptrRuns: [Range<Int>] = []
+        var indptrValues: [Int64] = []
+        if hasGraph, let g = req.graph {
+            var lens = [Int64](repeating: 0, count: s.nObs)
+            for (i, id) in s.rowIds.enumerated() { lens[Int(id)] = g.rowPtr[i + 1] - g.rowPtr[i] }
+            try comm.allreduce(&lens, op: .sum)
+            var offset = [Int64](repeating: 0, count: s.nObs + 1)
+            for i in 0..<s.nObs { offset[i + 1] = offset[i] + lens[i] }
+            graphNNZ = offset[s.nObs]
+            for (i, id) in s.rowIds.enumerated() {
+                let a = Int(offset[Int(id)]), n = Int(g.rowPtr[i + 1] - g.rowPtr[i])
+                if n == 0 { continue }
+                if let last = entryRuns.last, last.upperBound == a { entryRuns[entryRuns.count - 1] = last.lowerBound..<(a + n) }
+                else { entryRuns.append(a..<(a + n)) }
+            }
+            indptrRuns = rowRuns
+            indptrValues = s.rowIds.map { offset[Int($0)] }
+            if s.rowIds.last == Int64(s.nObs - 1) {
+                indptrRuns[indptrRuns.count - 1] = indptrRuns[indptrRuns.count - 1].lowerBound..<(s.nObs + 1)
+                indptrValues.append(graphNNZ)
+            }
+        }
+
+        // Phase A: all ranks, MPI-IO, collective writes of the numeric datasets.
+        try agreeing(comm) {
+            let f: H5File
+            do { f = try H5File.create(tmp, parallel: true) } catch {
+                throw CellDataError(file: path, object: "output", problem: "cannot create \(tmp) (\(error))",
+                                    fix: "check that the directory exists and is writable")
+            }
+            // Objects opened inside the closure are released before the (collective) close.
+            try { () throws -> Void in
+            let obs = try f.root.createGroup("obs")
+            for name in s.obs.columnNames where name != "syncytium_cluster" {
+                switch s.obs[name]! {
+                case .numeric(let v):
+                    try obs.createDataset(name, of: Double.self, shape: [s.nObs]).write(v, runs: rowRuns)
+                case .categorical(let codes, _, _):
+                    try obs.createGroup(name).createDataset("codes", of: Int32.self, shape: [s.nObs]).write(codes, runs: rowRuns)
+                default: break
+                }
+            }
+            if hasClusters {
+                try obs.createGroup("syncytium_cluster").createDataset("codes", of: Int32.self, shape: [s.nObs])
+                    .write(req.clusters ?? [], runs: rowRuns)
+            }
+            let obsm = try f.root.createGroup("obsm")
+            if dim > 0 {
+                try obsm.createDataset("X_syncytium", of: Float.self, shape: [s.nObs, dim])
+                    .write(req.embedding ?? [], runs: rowRuns)
+            }
+            let obsp = try f.root.createGroup("obsp")
+            if hasGraph {
+                let g = req.graph!
+                for (name, vals) in [("connectivities", g.connectivities), ("distances", g.distances)] {
+                    let m = try obsp.createGroup(name)
+                    try m.createDataset("data", of: Float.self, shape: [Int(graphNNZ)]).write(vals, runs: entryRuns)
+                    try m.createDataset("indices", of: Int32.self, shape: [Int(graphNNZ)]).write(g.colIdx, runs: entryRuns)
+                    try m.createDataset("indptr", of: Int64.self, shape: [s.nObs + 1]).write(indptrValues, runs: indptrRuns)
+                }
+            }
+                for name in ["var", "uns", "layers", "varm", "varp"] { _ = try f.root.createGroup(name) }
+            }()
+            try f.close()
+        }
+
+        // Strings and booleans travel to rank 0 (variable-length strings cannot be written in parallel).
+        let gathered = try gatherStringColumns(s, comm: comm)
+
+        // Phase B: rank 0 adds strings and encoding attributes serially.
+        try agreeing(comm) {
+            guard comm.rank == 0 else { return }
+            do {
+                try finish(tmp, s, gathered: gathered, hasClusters: hasClusters, nClusters: nClusters, dim: dim,
+                           hasGraph: hasGraph, uns: req.uns)
+            } catch {
+                unlink(tmp)
+                throw CellDataError(file: path, object: "output", problem: "writing failed (\(error))",
+                                    fix: "check free space and permissions")
+            }
+        }
+        try comm.barrier()
+        try agreeing(comm) {
+            guard comm.rank == 0 else { return }
+            if rename(tmp, path) != 0 {
+                unlink(tmp)
+                throw CellDataError(file: path, object: "output", problem: "cannot rename \(tmp) into place (errno \(errno))",
+                                    fix: "check the directory's permissions")
+            }
+        }
+    }
+
+    struct Gathered {
+        var index: [String] = []
+        var strings: [String: [String]] = [:]
+        var bools: [String: [Bool]] = [:]
+    }
+
+    /// On rank 0: obs index and string/bool columns of all cells in global row order.
+    static func gatherStringColumns(_ s: CellShard, comm: Communicator) throws -> Gathered {
+        let ids = try comm.allgatherv(s.rowIds).values
+        var order = Array(0..<ids.count)
+        order.sort { ids[$0] < ids[$1] }
+        func gatherStrings(_ v: [String]) throws -> [String] {
+            let bytes = v.flatMap { Array($0.utf8) }
+            let lens = v.map { Int64($0.utf8.count) }
+            let allLens = try comm.allgatherv(lens).values
+            let allBytes = try comm.allgatherv(bytes).values
+            guard comm.rank == 0 else { return [] }
+            var out: [String] = []
+            out.reserveCapacity(allLens.count)
+            var off = 0
+            for l in allLens { out.append(String(decoding: allBytes[off..<(off + Int(l))], as: UTF8.self)); off += Int(l) }
+            return order.map { out[$0] }
+        }
+        var g = Gathered()
+        g.index = try gatherStrings(s.obs.index)
+        for name in s.obs.columnNames {
+            switch s.obs[name]! {
+            case .strings(let v): g.strings[name] = try gatherStrings(v)
+            case .bools(let v):
+                let all = try comm.allgatherv(v.map { UInt8($0 ? 1 : 0) }).values
+                g.bools[name] = comm.rank == 0 ? order.map { all[$0] != 0 } : []
+            default: break
+            }
+        }
+        return g
+    }
+
+    static func enc(_ o: H5Object, _ type: String, _ version: String) throws {
+        try o.setAttribute("encoding-type", type)
+        try o.setAttribute("encoding-version", version)
+    }
+
+    static func writeColumn(_ g: H5Group, _ name: String, _ c: ObsColumn, existing: Bool) throws {
+        switch c {
+        case .numeric(let v):
+            let d = existing ? try g.dataset(name) : try g.writeDataset(name, v)
+            try enc(d, "array", "0.2.0")
+        case .categorical(let codes, let cats, let ordered):
+            let cg = existing ? try g.group(name) : try g.createGroup(name)
+            if !existing { try cg.writeDataset("codes", codes) }
+            try enc(cg, "categorical", "0.2.0")
+            try cg.setBoolAttribute("ordered", ordered)
+            try enc(try cg.dataset("codes"), "array", "0.2.0")
+            try enc(try cg.writeStrings("categories", cats), "string-array", "0.2.0")
+        case .strings(let v):
+            try enc(try g.writeStrings(name, v), "string-array", "0.2.0")
+        case .bools(let v):
+            try enc(try g.writeBools(name, v), "array", "0.2.0")
+        }
+    }
+
+    static func writeUns(_ g: H5Group, _ entries: [(String, UnsValue)]) throws {
+        for (k, v) in entries {
+            switch v {
+            case .string(let x): try enc(try g.writeScalarString(k, x), "string", "0.2.0")
+            case .number(let x): try enc(try g.writeScalar(k, x), "numeric-scalar", "0.2.0")
+            case .integer(let x): try enc(try g.writeScalar(k, x), "numeric-scalar", "0.2.0")
+            case .dict(let d):
+                let sub = try g.createGroup(k)
+                try enc(sub, "dict", "0.1.0")
+                try writeUns(sub, d)
+            }
+        }
+    }
+
+    static func finish(_ tmp: String, _ s: CellShard, gathered: Gathered, hasClusters: Bool, nClusters: Int, dim: Int,
+                       hasGraph: Bool, uns: [(String, UnsValue)]) throws {
+        let f = try H5File.open(tmp, writable: true)
+        try finishBody(f.root, s, gathered: gathered, hasClusters: hasClusters, nClusters: nClusters, dim: dim,
+                       hasGraph: hasGraph, uns: uns)
+        try f.close()
+    }
+
+    static func finishBody(_ root: H5Group, _ s: CellShard, gathered: Gathered, hasClusters: Bool, nClusters: Int,
+                           dim: Int, hasGraph: Bool, uns: [(String, UnsValue)]) throws {
+        try enc(root, "anndata", "0.1.0")
+        // obs
+        let obs = try root.group("obs")
+        try enc(obs, "dataframe", "0.2.0")
+        let indexName = s.obs.columnNames.contains(s.obs.indexName) || s.obs.indexName == "syncytium_cluster"
+            ? "_index" : s.obs.indexName
+        try obs.setAttribute("_index", indexName)
+        try enc(try obs.writeStrings(indexName, gathered.index), "string-array", "0.2.0")
+        var order: [String] = []
+        for name in s.obs.columnNames where name != "syncytium_cluster" {
+            let c = s.obs[name]!
+            switch c {
+            case .strings: try writeColumn(obs, name, .strings(gathered.strings[name] ?? []), existing: false)
+            case .bools: try writeColumn(obs, name, .bools(gathered.bools[name] ?? []), existing: false)
+            default: try writeColumn(obs, name, c, existing: true)
+            }
+            order.append(name)
+        }
+        if hasClusters {
+            try writeColumn(obs, "syncytium_cluster",
+                            .categorical(codes: [], categories: (0..<nClusters).map(String.init), ordered: false), existing: true)
+            order.append("syncytium_cluster")
+        }
+        try obs.setAttribute("column-order", order)
+        // var (replicated on every rank; rank 0 writes it)
+        let v = try root.group("var")
+        try enc(v, "dataframe", "0.2.0")
+        let vIndex = s.vars.columnNames.contains(s.vars.indexName) ? "_index" : s.vars.indexName
+        try v.setAttribute("_index", vIndex)
+        try enc(try v.writeStrings(vIndex, s.vars.index), "string-array", "0.2.0")
+        for name in s.vars.columnNames { try writeColumn(v, name, s.vars[name]!, existing: false) }
+        try v.setAttribute("column-order", s.vars.columnNames)
+        // obsm / obsp / dicts
+        let obsm = try root.group("obsm")
+        try enc(obsm, "dict", "0.1.0")
+        if dim > 0 { try enc(try obsm.dataset("X_syncytium"), "array", "0.2.0") }
+        let obsp = try root.group("obsp")
+        try enc(obsp, "dict", "0.1.0")
+        if hasGraph {
+            for name in ["connectivities", "distances"] {
+                let m = try obsp.group(name)
+                try enc(m, "csr_matrix", "0.1.0")
+                try m.setAttribute("shape", [Int64(s.nObs), Int64(s.nObs)])
+            }
+        }
+        for name in ["layers", "varm", "varp"] { try enc(try root.group(name), "dict", "0.1.0") }
+        let u = try root.group("uns")
+        try enc(u, "dict", "0.1.0")
+        if !uns.isEmpty { try writeUns(u, [("syncytium", .dict(uns))]) }
+    }
+}
