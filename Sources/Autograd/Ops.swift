@@ -49,7 +49,7 @@ extension Tape {
         let xv = value(x), wv = value(w)
         precondition(xv.cols == wv.rows, "linear: input has \(xv.cols) features, weight is \(wv.rows)×\(wv.cols)")
         let out = alloc(xv.rows, wv.cols)
-        linearForward(out: out, weight: wv, bias: b.map { value($0) }) { beta in Linalg.gemm(xv, wv, into: out, beta: beta) }
+        linearForward(out: out, weight: wv, bias: b.map { value($0) }, activation: activation) { beta in Linalg.gemm(xv, wv, into: out, beta: beta) }
         let rg = needs(x) || needs(w) || (b.map(needs) ?? false)
         return push(out, requiresGrad: rg) { t, g in
             let dz = t.linearActivationBackward(g, out: out, activation: activation)
@@ -64,7 +64,7 @@ extension Tape {
         let wv = value(w)
         precondition(x.cols == wv.rows, "linear: input has \(x.cols) features, weight is \(wv.rows)×\(wv.cols)")
         let out = alloc(x.rows, wv.cols)
-        linearForward(out: out, weight: wv, bias: b.map { value($0) }) { beta in SparseOps.matmul(x, wv, into: out, beta: beta) }
+        linearForward(out: out, weight: wv, bias: b.map { value($0) }, activation: activation) { beta in SparseOps.matmul(x, wv, into: out, beta: beta) }
         let rg = needs(w) || (b.map(needs) ?? false)
         return push(out, requiresGrad: rg) { t, g in
             let dz = t.linearActivationBackward(g, out: out, activation: activation)
@@ -73,7 +73,7 @@ extension Tape {
         }
     }
 
-    private func linearForward(out: Tensor, weight: Tensor, bias: Tensor?, product: (Float) -> Void) {
+    private func linearForward(out: Tensor, weight: Tensor, bias: Tensor?, activation: Activation, product: (Float) -> Void) {
         if let bias {
             precondition(bias.count == weight.cols, "linear: bias has \(bias.count) elements, expected \(weight.cols)")
             let n = out.cols
@@ -82,6 +82,7 @@ extension Tape {
         } else {
             product(0)
         }
+        if activation == .relu { Elementwise.reluInPlace(out.pointer, out.count) }
     }
 
     fileprivate func linearActivationBackward(_ g: Tensor, out: Tensor, activation: Activation) -> Tensor {
