@@ -46,6 +46,8 @@ public struct WriteRequest: Sendable {
     public var graph: ResultGraph?
     /// Entries of uns['syncytium'] (e.g. version, params, metrics).
     public var uns: [(String, UnsValue)] = []
+    /// Also write the shard's matrix as X (CSR, float32 values, uncompressed).
+    public var includeX = false
     public init(shard: CellShard) { self.shard = shard }
 }
 
@@ -130,6 +132,30 @@ public enum CellWriter {
             }
         }
 
+        // X offsets: like the graph, every row's start needs all rows' lengths.
+        var xNNZ: Int64 = 0
+        var xEntryRuns: [Range<Int>] = [], xIndptrRuns: [Range<Int>] = [], xIndptr: [Int64] = []
+        if req.includeX {
+            var lens = [Int64](repeating: 0, count: s.nObs)
+            for (i, id) in s.rowIds.enumerated() { lens[Int(id)] = s.rowPtr[i + 1] - s.rowPtr[i] }
+            try comm.allreduce(&lens, op: .sum)
+            var offset = [Int64](repeating: 0, count: s.nObs + 1)
+            for i in 0..<s.nObs { offset[i + 1] = offset[i] + lens[i] }
+            xNNZ = offset[s.nObs]
+            for (i, id) in s.rowIds.enumerated() {
+                let a = Int(offset[Int(id)]), n = Int(s.rowPtr[i + 1] - s.rowPtr[i])
+                if n == 0 { continue }
+                if let last = xEntryRuns.last, last.upperBound == a { xEntryRuns[xEntryRuns.count - 1] = last.lowerBound..<(a + n) }
+                else { xEntryRuns.append(a..<(a + n)) }
+            }
+            xIndptrRuns = rowRuns
+            xIndptr = s.rowIds.map { offset[Int($0)] }
+            if s.rowIds.last == Int64(s.nObs - 1) {
+                xIndptrRuns[xIndptrRuns.count - 1] = xIndptrRuns[xIndptrRuns.count - 1].lowerBound..<(s.nObs + 1)
+                xIndptr.append(xNNZ)
+            }
+        }
+
         // Phase A: all ranks, MPI-IO, collective writes of the numeric datasets.
         try agreeing(comm) {
             let f: H5File
@@ -139,6 +165,12 @@ public enum CellWriter {
             }
             // Objects opened inside the closure are released before the (collective) close.
             try { () throws -> Void in
+                if req.includeX {
+                    let x = try f.root.createGroup("X")
+                    try x.createDataset("data", of: Float.self, shape: [Int(xNNZ)]).write(s.values, runs: xEntryRuns)
+                    try x.createDataset("indices", of: Int32.self, shape: [Int(xNNZ)]).write(s.colIdx, runs: xEntryRuns)
+                    try x.createDataset("indptr", of: Int64.self, shape: [s.nObs + 1]).write(xIndptr, runs: xIndptrRuns)
+                }
             let obs = try f.root.createGroup("obs")
             for name in s.obs.columnNames where name != "syncytium_cluster" {
                 switch s.obs[name]! {
@@ -181,7 +213,7 @@ public enum CellWriter {
             guard comm.rank == 0 else { return }
             do {
                 try finish(tmp, s, gathered: gathered, hasClusters: hasClusters, nClusters: nClusters, dim: dim,
-                           hasGraph: hasGraph, uns: req.uns)
+                           hasGraph: hasGraph, uns: req.uns, includeX: req.includeX)
             } catch {
                 unlink(tmp)
                 throw CellDataError(file: path, object: "output", problem: "writing failed (\(error))",
@@ -275,8 +307,13 @@ public enum CellWriter {
     }
 
     static func finish(_ tmp: String, _ s: CellShard, gathered: Gathered, hasClusters: Bool, nClusters: Int, dim: Int,
-                       hasGraph: Bool, uns: [(String, UnsValue)]) throws {
+                       hasGraph: Bool, uns: [(String, UnsValue)], includeX: Bool) throws {
         let f = try H5File.open(tmp, writable: true)
+        if includeX {
+            let x = try f.root.group("X")
+            try enc(x, "csr_matrix", "0.1.0")
+            try x.setAttribute("shape", [Int64(s.nObs), Int64(s.nVars)])
+        }
         try finishBody(f.root, s, gathered: gathered, hasClusters: hasClusters, nClusters: nClusters, dim: dim,
                        hasGraph: hasGraph, uns: uns)
         try f.close()
