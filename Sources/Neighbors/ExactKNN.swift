@@ -39,12 +39,9 @@ public enum ExactKNN {
         var tile = [Float](repeating: 0, count: tileRows * tileCols)
         var colAdj: [Float] = []
 
-        // Step 0: own rows, upper-triangle tiles; column updates go to a second list merged at the end.
-        var diagCols = TopK(rows: n, k: k)
+        // Step 0: own rows against themselves, pairs i < j only; both ends update the same lists.
         pairTiles(mine, myNorms, rowsRange: 0..<n, mine, myNorms, colsRange: 0..<n, dim: d, triangular: true,
-                  rowTop: top, rowIdFirst: myFirst, colTop: diagCols, colIdFirst: myFirst, tile: &tile, colAdj: &colAdj)
-        for i in 0..<n { top.merge(row: i, from: diagCols, row: i) }
-        diagCols = TopK(rows: 0, k: k)
+                  rowTop: top, rowIdFirst: myFirst, colTop: top, colIdFirst: myFirst, tile: &tile, colAdj: &colAdj)
 
         let steps = p / 2
         if steps > 0 {
@@ -110,6 +107,7 @@ public enum ExactKNN {
                                                  a: ap.baseAddress! + r0 * d, lda: d, b: bp.baseAddress! + c0 * d, ldb: d,
                                                  beta: 0, c: t.baseAddress!, ldc: cw)
                                     scanSymmetric(tile: t.baseAddress!, ld: cw, rows: rh, cols: cw,
+                                                  diagonal: triangular && c0 == r0,
                                                   rowTop: rowTop, rowFirst: r0, rowIdFirst: rowIdFirst + Int64(r0),
                                                   rowNorm: anp.baseAddress! + r0,
                                                   colTop: colTop, colFirst: c0, colIdFirst: colIdFirst + Int64(c0),

@@ -34,10 +34,19 @@ public final class TopK: @unchecked Sendable {
 
     /// Inserts (d, id) into `row` if it beats the threshold and `id` is not already there.
     @inline(__always)
-    public func insert(row: Int, distance d: Float, id: Int64) {
+    public func insertUnique(row: Int, distance d: Float, id: Int64) {
         let base = row * k
         guard d < dist[base + k - 1] else { return }
         for j in 0..<k where idp[base + j] == id { return }
+        insert(row: row, distance: d, id: id)
+    }
+
+    /// Inserts (d, id) into `row` if it beats the threshold. The caller guarantees `id` is not in the
+    /// row already (each candidate pair is offered once).
+    @inline(__always)
+    public func insert(row: Int, distance d: Float, id: Int64) {
+        let base = row * k
+        guard d < dist[base + k - 1] else { return }
         var pos = k - 1
         while pos > 0 && dist[base + pos - 1] > d {
             dist[base + pos] = dist[base + pos - 1]; idp[base + pos] = idp[base + pos - 1]; pos -= 1
@@ -54,7 +63,7 @@ public final class TopK: @unchecked Sendable {
 
     /// Merges a candidate list for `row` (any order).
     public func merge(row: Int, distances ds: ArraySlice<Float>, ids cand: ArraySlice<Int64>) {
-        for (d, i) in zip(ds, cand) where i >= 0 { insert(row: row, distance: d, id: i) }
+        for (d, i) in zip(ds, cand) where i >= 0 { insertUnique(row: row, distance: d, id: i) }
     }
 
     /// Replaces every distance by its square root (squared → Euclidean).
@@ -85,7 +94,7 @@ public final class TopK: @unchecked Sendable {
             while j + 8 <= nc {
                 let v = UnsafeRawPointer(p + j).loadUnaligned(as: SIMD8<Float>.self)
                     + UnsafeRawPointer(colNorm + j).loadUnaligned(as: SIMD8<Float>.self)
-                if any(v .< thrV) {
+                if anyLane(v .< thrV) {
                     for l in 0..<8 where v[l] < thr {
                         let id = colIds.map { $0[j + l] } ?? firstId + Int64(j + l)
                         if id == selfId { continue }
@@ -114,7 +123,8 @@ public final class TopK: @unchecked Sendable {
 /// One pass over a tile of −2·q·x for a symmetric distance: updates the rows' lists (candidates are
 /// the columns) and the columns' lists (candidates are the rows) at once, so each unordered pair is
 /// computed once. Row i has id `rowIdFirst + i` and squared norm `rowNorm[i]`; column j likewise.
-func scanSymmetric(tile: UnsafePointer<Float>, ld: Int, rows nr: Int, cols nc: Int,
+/// On a `diagonal` tile (rows and columns are the same points) only pairs j > i are taken.
+func scanSymmetric(tile: UnsafePointer<Float>, ld: Int, rows nr: Int, cols nc: Int, diagonal: Bool,
                    rowTop: TopK, rowFirst: Int, rowIdFirst: Int64, rowNorm: UnsafePointer<Float>,
                    colTop: TopK, colFirst: Int, colIdFirst: Int64, colNorm: UnsafePointer<Float>,
                    colAdj: inout [Float]) {
@@ -130,12 +140,30 @@ func scanSymmetric(tile: UnsafePointer<Float>, ld: Int, rows nr: Int, cols nc: I
             let qnV = SIMD8<Float>(repeating: qn)
             let p = tile + i * ld
             var j = 0
+            if diagonal {
+                // Scalar up to the next multiple of 8 past the diagonal, then vectors.
+                j = i + 1
+                while j < nc && j % 8 != 0 {
+                    let rv = p[j] + colNorm[j], cv = p[j] + qn
+                    let d2 = max(rv + qn, 0)
+                    if rv < radj {
+                        rowTop.insert(row: rowFirst + i, distance: d2, id: colIdFirst + Int64(j))
+                        radj = rowTop.threshold(rowFirst + i) - qn
+                    }
+                    if cv < cadj[j] {
+                        colTop.insert(row: colFirst + j, distance: d2, id: rid)
+                        cadj[j] = colTop.threshold(colFirst + j) - colNorm[j]
+                    }
+                    j += 1
+                }
+                radjV = SIMD8<Float>(repeating: radj)
+            }
             while j + 8 <= nc {
                 let t = UnsafeRawPointer(p + j).loadUnaligned(as: SIMD8<Float>.self)
                 let xn = UnsafeRawPointer(colNorm + j).loadUnaligned(as: SIMD8<Float>.self)
                 let cthr = UnsafeRawPointer(cadj + j).loadUnaligned(as: SIMD8<Float>.self)
                 let rv = t + xn, cv = t + qnV
-                if any((rv .< radjV) .| (cv .< cthr)) {
+                if anyLane((rv .< radjV) .| (cv .< cthr)) {
                     for l in 0..<8 {
                         let cid = colIdFirst + Int64(j + l)
                         if cid == rid { continue }
@@ -213,4 +241,14 @@ func searchBlock(queries q: UnsafePointer<Float>, queryNorms qn: [Float], nq: In
             }
         }
     }
+}
+
+/// True if any lane of the mask is set. (The standard library's `any` reduces lane by lane through a
+/// non-inlined generic call; this folds halves with vector ORs.)
+@inline(__always)
+func anyLane(_ m: SIMDMask<SIMD8<Int32>>) -> Bool {
+    let v = unsafeBitCast(m, to: SIMD8<Int32>.self)
+    let h = v.lowHalf | v.highHalf
+    let q = h.lowHalf | h.highHalf
+    return (q[0] | q[1]) != 0
 }

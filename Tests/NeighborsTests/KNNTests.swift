@@ -81,10 +81,14 @@ final class KNNTests: XCTestCase {
 
     func testTopKKeepsSmallestSortedWithoutDuplicates() {
         let t = TopK(rows: 2, k: 3)
-        for (d, id) in [(5, 1), (3, 2), (9, 3), (1, 4), (3, 2), (4, 5)] as [(Float, Int64)] { t.insert(row: 1, distance: d, id: id) }
+        for (d, id) in [(5, 1), (3, 2), (9, 3), (1, 4), (3, 2), (4, 5)] as [(Float, Int64)] { t.insertUnique(row: 1, distance: d, id: id) }
         XCTAssertEqual(Array(t.ids[3..<6]), [4, 2, 5])
         XCTAssertEqual(Array(t.distances[3..<6]), [1, 3, 4])
         XCTAssertEqual(Array(t.ids[0..<3]), [-1, -1, -1])
+        // The unchecked insert trusts the caller: offering the same id twice keeps both.
+        let u = TopK(rows: 1, k: 3)
+        for (d, id) in [(5, 1), (3, 2), (3, 2)] as [(Float, Int64)] { u.insert(row: 0, distance: d, id: id) }
+        XCTAssertEqual(u.ids, [2, 2, 1])
     }
 
     func testRejectsKNotBelowCellCount() {
