@@ -265,7 +265,41 @@ run("distributed kNN = single-rank") {
         }
         expect(worst < 1e-4 && idMismatch == 0, "\(what): max distance difference \(worst), \(idMismatch) ids differ")
     }
-    compare(try ExactKNN.build(x, k: k, comm: comm), "exact kNN")
+    let knn = try ExactKNN.build(x, k: k, comm: comm)
+    compare(knn, "exact kNN")
+    // Graphs built from the distributed kNN equal the single-rank graphs' rows.
+    let allLayout = RowLayout(counts: [n])
+    @MainActor func sameRows(_ a: GraphShard, _ b: GraphShard, _ what: String) {
+        var worst: Float = 0, structure = 0
+        for i in 0..<a.rows {
+            let (ca, va) = a.row(i), (cb, vb) = b.row(lo + i)
+            if Array(ca) != Array(cb) { structure += 1; continue }
+            for (u, v) in zip(va, vb) { worst = max(worst, abs(u - v)) }
+        }
+        expect(structure == 0 && worst < 1e-4, "\(what): \(structure) rows differ in structure, max |Δ| \(worst)")
+    }
+    let umapD = try Connectivities.umap(knn, layout: layout, comm: comm)
+    let umapS = try Connectivities.umap(ref, layout: allLayout, comm: Communicator.solo)
+    sameRows(umapD, umapS, "umap connectivities")
+    sameRows(try Connectivities.gaussian(knn, layout: layout, comm: comm),
+             try Connectivities.gaussian(ref, layout: allLayout, comm: Communicator.solo), "gauss connectivities")
+    sameRows(try umapD.symmetricNormalized(selfLoops: true, layout: layout, comm: comm),
+             try umapS.symmetricNormalized(selfLoops: true, layout: allLayout, comm: Communicator.solo), "D^-1/2 (A+I) D^-1/2")
+    // Halo: every rank fetches rows owned anywhere, including its own and none at all on rank 0.
+    let want: [Int64] = r == 0 ? [] : [Int64(n - 1), 0, Int64(lo), Int64(n / 2), 0]
+    let halo = try HaloPlan(needed: want, layout: layout, comm: comm)
+    let got = try halo.fetch(x.scalars, width: d)
+    var haloOK = halo.rows == Array(Set(want)).sorted()
+    for (t, g) in halo.rows.enumerated() { for j in 0..<d where got[t * d + j] != all[Int(g), j] { haloOK = false } }
+    expect(haloOK, "halo rows")
+    // Memory bank retrieval across ranks = single rank, with uneven query counts (rank 0 asks none).
+    let bank = try MemoryBank(initial: x, comm: comm)
+    let bankAll = try MemoryBank(initial: all, comm: Communicator.solo)
+    let (q, _) = SyntheticEmbeddings.rows((5000 + 10 * r)..<(5000 + 10 * r + (r == 0 ? 0 : 3 + r)), dim: d, clusters: 7, seed: 12)
+    let (bi, bs) = try bank.nearest(q, k: 6, comm: comm)
+    let (ai, as_) = try bankAll.nearest(q, k: 6, comm: Communicator.solo)
+    let sDiff = zip(bs, as_).map { abs($0 - $1) }.max() ?? 0
+    expect(bi == ai && sDiff < 1e-5, "memory bank retrieval differs from single rank (max score Δ \(sDiff))")
     compare(try ApproximateKNN(lists: 10, probes: 10, seed: 2).build(x, k: k, comm: comm), "IVF kNN probing every list")
 }
 
