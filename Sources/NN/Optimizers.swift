@@ -49,7 +49,24 @@ public final class Adam: Optimizer {
         let l2: Float = decoupled ? 0 : weightDecay
         let p = store.valuesPointer, g = store.gradsPointer, mp = m.pointer, vp = v.pointer
         let n = store.count
-        for i in 0..<n {
+        // Explicit 16-wide SIMD (the buffers are 64-byte aligned); scalar loop for the tail.
+        typealias V = SIMD16<Float>
+        let vb1 = V(repeating: b1), vb2 = V(repeating: b2), va1 = V(repeating: 1 - b1), va2 = V(repeating: 1 - b2)
+        let vl2 = V(repeating: l2), vshrink = V(repeating: shrink), vstep = V(repeating: stepSize)
+        let vinv = V(repeating: invSqrtC2), veps = V(repeating: e)
+        var i = 0
+        while i + 16 <= n {
+            let pv = UnsafeRawPointer(p + i).load(as: V.self)
+            let gi = UnsafeRawPointer(g + i).load(as: V.self) + vl2 * pv
+            let mi = vb1 * UnsafeRawPointer(mp + i).load(as: V.self) + va1 * gi
+            let vi = vb2 * UnsafeRawPointer(vp + i).load(as: V.self) + va2 * gi * gi
+            UnsafeMutableRawPointer(mp + i).storeBytes(of: mi, as: V.self)
+            UnsafeMutableRawPointer(vp + i).storeBytes(of: vi, as: V.self)
+            let upd = pv * vshrink - vstep * mi / (vi.squareRoot() * vinv + veps)
+            UnsafeMutableRawPointer(p + i).storeBytes(of: upd, as: V.self)
+            i += 16
+        }
+        for i in i..<n {
             let gi = g[i] + l2 * p[i]
             let mi = b1 * mp[i] + (1 - b1) * gi
             let vi = b2 * vp[i] + (1 - b2) * gi * gi

@@ -55,6 +55,10 @@ struct BenchStep: ParsableCommand {
         var batch: Int; var steps: Int; var blasThreads: Int; var blasCore: String
         var parameters: Int
         var stepMedianMs: Double
+        /// Medians of the step's parts (mlp): forward (incl. loss), backward, optimiser.
+        var forwardMedianMs: Double?
+        var backwardMedianMs: Double?
+        var optimizerMedianMs: Double?
         var rawGemmMedianMs: Double
         var ratio: Double
         var cellsPerSecond: Double
@@ -88,17 +92,22 @@ struct BenchStep: ParsableCommand {
         let adam = Adam(store)
         let upstream = Tensor.uniform(rows: batch, cols: widths.last!, -1, 1, rng: &dataRng)
         var lastLoss: Float = .nan
+        var parts: (f: Double, b: Double, o: Double) = (0, 0, 0)
 
         func step() {
             tape.reset()
             switch model {
             case .mlp:
+                let t0 = benchNow()
                 var h = tape.constant(x)
                 for l in layers { h = l(h, tape) }
                 let loss = tape.mseLoss(h, tape.constant(x))
+                let t1 = benchNow()
                 tape.backward(loss)
+                let t2 = benchNow()
                 lastLoss = tape.value(loss).scalar
                 adam.step(lr: 1e-3)
+                parts = (t1 - t0, t2 - t1, benchNow() - t2)
             case .linear:
                 let xin = tape.variable(x)
                 let y = layers[0](xin, tape)
@@ -111,9 +120,11 @@ struct BenchStep: ParsableCommand {
         for _ in 0..<warmup { step(); _ = raw.runAll() }
         let memWarm = processMemory()
         var stepTimes: [Double] = [], rawTimes: [Double] = []
-        stepTimes.reserveCapacity(steps); rawTimes.reserveCapacity(steps)
+        var fT: [Double] = [], bT: [Double] = [], oT: [Double] = []
+        stepTimes.reserveCapacity(steps); rawTimes.reserveCapacity(steps); fT.reserveCapacity(steps); bT.reserveCapacity(steps); oT.reserveCapacity(steps)
         for _ in 0..<steps {
             let t0 = benchNow(); step(); stepTimes.append(benchNow() - t0)
+            fT.append(parts.f); bT.append(parts.b); oT.append(parts.o)
             rawTimes.append(raw.runAll())
         }
         let memEnd = processMemory()
@@ -122,7 +133,11 @@ struct BenchStep: ParsableCommand {
         let out = Output(
             model: model.rawValue, batch: batch, steps: steps, blasThreads: BLASLibrary.threads,
             blasCore: BLASLibrary.coreName, parameters: store.parameterCount,
-            stepMedianMs: sMed * 1e3, rawGemmMedianMs: rMed * 1e3, ratio: sMed / rMed,
+            stepMedianMs: sMed * 1e3,
+            forwardMedianMs: model == .mlp ? benchMedian(fT) * 1e3 : nil,
+            backwardMedianMs: model == .mlp ? benchMedian(bT) * 1e3 : nil,
+            optimizerMedianMs: model == .mlp ? benchMedian(oT) * 1e3 : nil,
+            rawGemmMedianMs: rMed * 1e3, ratio: sMed / rMed,
             cellsPerSecond: Double(batch) / sMed, rawGemmCellsPerSecond: Double(batch) / rMed,
             peakRSSAfterWarmupMiB: Double(memWarm.peak) * mib, peakRSSEndMiB: Double(memEnd.peak) * mib,
             peakRSSGrowthMiB: Double(memEnd.peak - memWarm.peak) * mib, finalLoss: lastLoss)
@@ -130,7 +145,7 @@ struct BenchStep: ParsableCommand {
         print("""
             bench step --model \(out.model): batch \(batch), \(steps) measured steps after \(warmup) warm-up, \
             \(out.blasThreads) BLAS thread(s) (\(out.blasCore)), \(out.parameters) parameters
-            step (median):       \(fmt(out.stepMedianMs, 3)) ms   \(fmt(out.cellsPerSecond, 0)) cells/s
+            step (median):       \(fmt(out.stepMedianMs, 3)) ms   \(fmt(out.cellsPerSecond, 0)) cells/s\(out.forwardMedianMs.map { "  (forward \(fmt($0, 2)), backward \(fmt(out.backwardMedianMs ?? 0, 2)), Adam \(fmt(out.optimizerMedianMs ?? 0, 2)) ms)" } ?? "")
             raw GEMMs (median):  \(fmt(out.rawGemmMedianMs, 3)) ms   \(fmt(out.rawGemmCellsPerSecond, 0)) cells/s  (\(shapes.count) sgemm calls)
             step / raw GEMM:     \(fmt(out.ratio, 3))
             peak RSS:            \(fmt(out.peakRSSAfterWarmupMiB, 1)) MiB after warm-up, \(fmt(out.peakRSSEndMiB, 1)) MiB at the end (growth \(fmt(out.peakRSSGrowthMiB, 2)) MiB)
