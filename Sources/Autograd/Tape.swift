@@ -87,8 +87,15 @@ public final class Tape {
     public func variable(_ t: Tensor) -> Var { push(t, requiresGrad: true, nil) }
 
     /// A trainable parameter whose gradient goes into `grad` (same shape), e.g. a view of a flat gradient buffer.
+    /// Registering the same gradient buffer again on one tape (a layer applied twice, shared weights)
+    /// returns the first registration's `Var`, so both uses' gradients add up.
     public func parameter(_ value: Tensor, grad: Tensor, accumulate: Bool = false) -> Var {
         precondition(value.rows == grad.rows && value.cols == grad.cols, "parameter grad shape differs from its value")
+        for p in parameterNodes where nodes[p].grad!.pointer == grad.pointer {
+            precondition(nodes[p].value.pointer == value.pointer && nodes[p].grad!.count == grad.count,
+                         "one gradient buffer registered for two different parameters")
+            return Var(id: p)
+        }
         var node = Node(value: value, grad: grad, requiresGrad: true, backward: nil)
         node.externalGrad = true
         node.accumulate = accumulate

@@ -284,6 +284,17 @@ final class TapeTests: XCTestCase {
         XCTAssertEqual(gw.scalars, [2, 2])
     }
 
+    func testSharedParameterUsedTwiceAddsBothGradients() {
+        let t = Tape()
+        let w = Tensor(rows: 2, cols: 1, values: [1, 2]), gw = Tensor(rows: 2, cols: 1, values: [99, 99])
+        let x1 = t.constant(Tensor(rows: 1, cols: 2, values: [1, 3]))
+        let x2 = t.constant(Tensor(rows: 1, cols: 2, values: [2, -1]))
+        let a = t.matmul(x1, t.parameter(w, grad: gw))
+        let b = t.matmul(x2, t.parameter(w, grad: gw))   // the same weights again (e.g. a second view)
+        t.backward(t.sum(t.add(a, b)))
+        XCTAssertEqual(gw.scalars, [3, 2])
+    }
+
     func testSteadyStateReusesBuffers() {
         let t = Tape()
         var rng = RandomStream(seed: 1)
