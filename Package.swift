@@ -30,12 +30,13 @@ let package = Package(
         .target(name: "HDF5IO", dependencies: ["CHDF5"]),
         .target(name: "CellData", dependencies: ["HDF5IO", "Collectives", "TensorCore"]),
         .target(name: "Clustering", dependencies: ["Collectives", "TensorCore"]),
+        .target(name: "Training", dependencies: ["Collectives", "TensorCore", "Autograd", "NN"]),
         .target(name: "Neighbors", dependencies: ["Collectives", "TensorCore", "Clustering"]),
 
         .executableTarget(
             name: "SyncytiumCLI",
             dependencies: [
-                "Collectives", "TensorCore", "Autograd", "NN", "HDF5IO", "CellData", "Clustering", "Neighbors",
+                "Collectives", "TensorCore", "Autograd", "NN", "HDF5IO", "CellData", "Clustering", "Neighbors", "Training",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         // Multi-rank checks, run under real mpirun by launch/test (XCTest cannot span processes).
@@ -45,6 +46,7 @@ let package = Package(
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore"]),
         .testTarget(name: "AutogradTests", dependencies: ["TensorCore", "Autograd"]),
         .testTarget(name: "NNTests", dependencies: ["TensorCore", "Autograd", "NN"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Collectives", "TensorCore", "Autograd", "NN"]),
         .testTarget(name: "NeighborsTests", dependencies: ["Neighbors", "Collectives", "TensorCore"]),
         .testTarget(name: "ClusteringTests", dependencies: ["Clustering", "Collectives"]),
         .testTarget(name: "CellDataTests", dependencies: ["HDF5IO", "CellData", "Collectives", "TensorCore"]),

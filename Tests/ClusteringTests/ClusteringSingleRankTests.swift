@@ -119,3 +119,17 @@ final class ClusteringSingleRankTests: XCTestCase {
         XCTAssertEqual(got, total / 90, accuracy: 1e-9)
     }
 }
+
+final class EstimateKTests: XCTestCase {
+    func testSilhouettePicksTheTrueCountOnSeparatedBlobs() throws {
+        for trueK in [3, 6] {
+            let (x, _) = blobs(n: 600, k: trueK, d: 5, spread: 0.6, seed: UInt64(trueK))
+            let est = try EstimateClusterCount.silhouette(PointShard(values: x, count: 600, dim: 5), range: 2...9,
+                                                          sampleSize: 300, restarts: 2, seed: 1, comm: Communicator.world)
+            XCTAssertEqual(est.best, trueK, "\(est.candidates.map { ($0.k, $0.silhouette) })")
+            XCTAssertEqual(est.candidates.map(\.k), Array(2...9))
+        }
+        XCTAssertThrowsError(try EstimateClusterCount.silhouette(PointShard(values: [0, 1], count: 2, dim: 1), range: 1...2,
+                                                                 comm: Communicator.world))
+    }
+}

@@ -1,0 +1,31 @@
+import Collectives
+
+/// Estimating the number of clusters without labels: distributed k-means for every K in a range,
+/// scored by the mean silhouette of a seeded sample of cells (Rousseeuw 1987); the K with the highest
+/// score wins, ties to the smaller K. Each K costs one k-means and one sampled silhouette
+/// (O(sample × N × d) over all ranks). Deterministic for a given seed and rank count.
+public struct ClusterCountEstimate: Sendable {
+    public struct Candidate: Sendable {
+        public let k: Int
+        public let silhouette: Double
+        public let inertia: Double
+    }
+    public let best: Int
+    public let candidates: [Candidate]
+}
+
+public enum EstimateClusterCount {
+    public static func silhouette(_ points: PointShard, range: ClosedRange<Int>, sampleSize: Int = 2000,
+                                  restarts: Int = 3, seed: UInt64 = 0, comm: Communicator) throws -> ClusterCountEstimate {
+        guard range.lowerBound >= 2 else { throw CollectiveUsageError("cluster-count search starts at K ≥ 2, got \(range)") }
+        var cands: [ClusterCountEstimate.Candidate] = []
+        for k in range {
+            let km = try KMeans(k: k, restarts: restarts, seed: seed).fit(points, comm: comm)
+            let s = try Silhouette.sampled(points, labels: km.labels, k: k, sampleSize: sampleSize, seed: seed, comm: comm)
+            cands.append(.init(k: k, silhouette: s, inertia: km.inertia))
+        }
+        var best = cands[0]
+        for c in cands.dropFirst() where c.silhouette > best.silhouette + 1e-12 { best = c }
+        return ClusterCountEstimate(best: best.k, candidates: cands)
+    }
+}

@@ -1,0 +1,84 @@
+import Collectives
+
+/// A permutation of 0..<n from a seed, computed element by element in O(1) memory: a 4-round
+/// Feistel network on the smallest power-of-four domain ≥ n, with cycle-walking back into range.
+public struct IndexPermutation: Sendable {
+    public let n: Int
+    private let halfBits: Int
+    private let keys: (UInt64, UInt64, UInt64, UInt64)
+
+    public init(n: Int, seed: UInt64) {
+        precondition(n >= 1)
+        self.n = n
+        var bits = 1
+        while (1 << (2 * bits)) < n { bits += 1 }
+        halfBits = bits
+        var s = seed
+        func next() -> UInt64 { s &+= 0x9E37_79B9_7F4A_7C15; return mix(s) }
+        keys = (next(), next(), next(), next())
+    }
+
+    /// The element at position `i` (0 ≤ i < n).
+    @inline(__always)
+    public func callAsFunction(_ i: Int) -> Int {
+        var x = UInt64(i)
+        repeat { x = encrypt(x) } while x >= UInt64(n)
+        return Int(x)
+    }
+
+    @inline(__always)
+    private func encrypt(_ x: UInt64) -> UInt64 {
+        let mask = (UInt64(1) << UInt64(halfBits)) - 1
+        var l = x >> UInt64(halfBits), r = x & mask
+        for k in [keys.0, keys.1, keys.2, keys.3] {
+            let f = mix(r ^ k) & mask
+            (l, r) = (r, l ^ f)
+        }
+        return (l << UInt64(halfBits)) | r
+    }
+}
+
+@inline(__always)
+func mix(_ v: UInt64) -> UInt64 {
+    var z = v
+    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+    return z ^ (z >> 31)
+}
+
+/// Global minibatches, the same whatever the rank count: epoch e's order of all N cells is a
+/// permutation from (seed, e); step s takes positions [s·B, (s+1)·B) of it, and each rank trains on
+/// the cells of that batch it owns. Every rank runs the same number of steps (⌈N / B⌉, the last one
+/// smaller), so no collective is ever left waiting, and the gradient summed over ranks is the
+/// gradient of the global batch — a 1-rank and an N-rank run follow the same trajectory.
+public struct GlobalBatchSampler: Sendable {
+    public let layout: RowLayout
+    public let rank: Int
+    public let globalBatch: Int
+    public let seed: UInt64
+    public let shuffle: Bool
+
+    public init(layout: RowLayout, rank: Int, globalBatch: Int, seed: UInt64, shuffle: Bool = true) {
+        precondition(globalBatch >= 1)
+        self.layout = layout; self.rank = rank; self.globalBatch = globalBatch; self.seed = seed; self.shuffle = shuffle
+    }
+
+    public var stepsPerEpoch: Int { (layout.total + globalBatch - 1) / globalBatch }
+
+    /// Size of the global batch at `step` (the last one may be smaller).
+    public func batchSize(step: Int) -> Int { min(globalBatch, layout.total - step * globalBatch) }
+
+    /// The cells of batch (epoch, step) that this rank owns: local row indices, in batch order.
+    public func localRows(epoch: Int, step: Int) -> [Int] {
+        precondition(step >= 0 && step < stepsPerEpoch)
+        let lo = layout.offsets[rank], hi = lo + layout.counts[rank]
+        let perm = IndexPermutation(n: layout.total, seed: mix(seed ^ mix(UInt64(epoch) &+ 0x51ED)))
+        var out: [Int] = []
+        out.reserveCapacity(globalBatch / max(layout.counts.count, 1) + 8)
+        for pos in (step * globalBatch)..<(step * globalBatch + batchSize(step: step)) {
+            let g = shuffle ? perm(pos) : pos
+            if g >= lo && g < hi { out.append(g - lo) }
+        }
+        return out
+    }
+}
