@@ -31,6 +31,12 @@ public struct ReadOptions: Sendable {
     public var permutationSeed: UInt64? = nil
     /// Read obs columns (the index is always read).
     public var readObsColumns = true
+    /// Open the input through MPI-IO (all ranks together) instead of each rank opening it
+    /// read-only with the POSIX driver. Independent POSIX reads of one large slab per rank are
+    /// faster with Open MPI's OMPIO here; MPI-IO helps on parallel file systems.
+    public var mpiIO = false
+    /// Read obs and var at all (off: index = row/gene numbers; for benchmarks of X alone).
+    public var readFrames = true
     public init() {}
 }
 
@@ -59,7 +65,7 @@ public enum CellReader {
     /// Reads this rank's rows. Errors are agreed across ranks: every rank throws the same
     /// `CellDataError` (no rank hangs).
     public static func read(_ path: String, comm: Communicator, options: ReadOptions = ReadOptions()) throws -> CellShard {
-        let file = try agreeing(comm) { try openInput(path, parallel: comm.size > 1) }
+        let file = try agreeing(comm) { try openInput(path, parallel: options.mpiIO && comm.size > 1) }
         let layout = try agreeing(comm) { try describe(file, path: path, counts: options.counts) }
         try agreeing(comm) {
             if layout.nObs == 0 || layout.nVars == 0 {
@@ -80,8 +86,11 @@ public enum CellReader {
         case "csc": (shard, slab) = try readCSC(file, layout, path: path, comm: comm, options: options)
         default: (shard, slab) = try readDense(file, layout, path: path, comm: comm, options: options)
         }
-        let (obs, vars) = try agreeing(comm) {
-            try readFrames(file, layout, path: path, rows: slab, options: options)
+        let (obs, vars) = try agreeing(comm) { () -> (Frame, Frame) in
+            guard options.readFrames else {
+                return (Frame(index: slab.map { String($0) }), Frame(index: (0..<layout.nVars).map { String($0) }))
+            }
+            return try readFrames(file, layout, path: path, rows: slab, options: options)
         }
         shard.obs = obs
         shard.vars = vars
@@ -271,18 +280,12 @@ public enum CellReader {
             let lo = Int(indptr[rows.lowerBound]), hi = Int(indptr[rows.upperBound])
             let dataSet = try file.root.dataset(L.dataPath)
             let idxSet = try file.root.dataset(L.indicesPath!)
-            var values = [Float](repeating: 0, count: hi - lo)
-            try readOrExplain(path, L.dataPath) {
-                try values.withUnsafeMutableBufferPointer { try dataSet.read(rows: lo..<hi, into: $0) }
-            }
+            let values: [Float] = try readOrExplain(path, L.dataPath) { try dataSet.read(rows: lo..<hi) }
             try validateValues(values, path: path, object: L.dataPath, requireCounts: options.requireCounts)
-            var cols = [Int32](repeating: 0, count: hi - lo)
             if L.nVars > Int(Int32.max) {
                 throw CellDataError(file: path, object: L.indicesPath!, problem: "more than 2^31 genes", fix: "subset genes")
             }
-            try readOrExplain(path, L.indicesPath!) {
-                try cols.withUnsafeMutableBufferPointer { try idxSet.read(rows: lo..<hi, into: $0) }
-            }
+            let cols: [Int32] = try readOrExplain(path, L.indicesPath!) { try idxSet.read(rows: lo..<hi) }
             try validateIndices(cols, bound: L.nVars, path: path, object: L.indicesPath!, what: "gene")
             let base = indptr[rows.lowerBound]
             let rowPtr = indptr[rows.lowerBound...rows.upperBound].map { $0 - base }
@@ -323,6 +326,13 @@ public enum CellReader {
     }
 
     static func validateValues(_ v: [Float], path: String, object: String, requireCounts: Bool) throws {
+        // Fast pass (vectorises): a non-negative finite float has a bit pattern below +Inf's.
+        let maxBits = v.withUnsafeBufferPointer { b -> UInt32 in
+            var m: UInt32 = 0
+            for x in b { m = Swift.max(m, x.bitPattern) }
+            return m
+        }
+        if maxBits < Float.infinity.bitPattern { return }
         for (i, x) in v.enumerated() {
             if !x.isFinite {
                 throw CellDataError(file: path, object: object, problem: "\(x.isNaN ? "NaN" : "Inf") value at entry \(i) of this rank's slab",
@@ -336,6 +346,13 @@ public enum CellReader {
     }
 
     static func validateIndices(_ c: [Int32], bound: Int, path: String, object: String, what: String) throws {
+        // Fast pass: negative indices become huge as UInt32.
+        let maxIndex = c.withUnsafeBufferPointer { b -> UInt32 in
+            var m: UInt32 = 0
+            for x in b { m = Swift.max(m, UInt32(bitPattern: x)) }
+            return m
+        }
+        if c.isEmpty || Int(maxIndex) < bound { return }
         for x in c where x < 0 || Int(x) >= bound {
             throw CellDataError(file: path, object: object, problem: "\(what) index \(x) out of range 0..<\(bound)",
                                 fix: "the matrix is inconsistent; re-write it")

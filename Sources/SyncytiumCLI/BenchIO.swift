@@ -31,10 +31,12 @@ struct BenchIO: ParsableCommand {
     @Argument(help: "An .h5ad / 10x .h5 file.") var file: String
     @Flag(help: "Print JSON instead of a table.") var json = false
     @Option(help: "Repetitions of each read (median reported).") var reps = 3
+    @Flag(help: "Read through MPI-IO instead of per-rank POSIX opens.") var mpiIo = false
 
     struct RankLine: Codable { var rank: Int; var rows: Int; var nnz: Int; var shardBytes: Int; var peakRSSBytes: Int; var baselineRSSBytes: Int }
     struct Output: Codable {
         var benchmark = "io"
+        var mpiIO: Bool
         var file: String
         var ranks: Int
         var cells: Int
@@ -59,6 +61,8 @@ struct BenchIO: ParsableCommand {
             try comm.barrier()
             var opts = ReadOptions()
             opts.readObsColumns = false
+            opts.readFrames = false
+            opts.mpiIO = mpiIo
             var times: [Double] = []
             var shard: CellShard?
             for _ in 0..<Swift.max(reps, 1) {
@@ -86,7 +90,7 @@ struct BenchIO: ParsableCommand {
             guard comm.rank == 0 else { return }
             let par = times.sorted()[times.count / 2], seq = seqTimes.sorted()[seqTimes.count / 2]
             let bytes = Double(nnz) * 8 + Double(s.nObs + 1) * 8
-            let out = Output(file: file, ranks: comm.size, cells: s.nObs, genes: s.nVars, nnz: nnz,
+            let out = Output(mpiIO: mpiIo, file: file, ranks: comm.size, cells: s.nObs, genes: s.nVars, nnz: nnz,
                              parallelSeconds: par, sequentialSeconds: seq, speedup: seq / par,
                              parallelGBps: bytes / par / 1e9, ranksDetail: lines,
                              maxRSSOverShard: lines.map { Double($0.peakRSSBytes) / Double(max($0.shardBytes, 1)) }.max() ?? 0,
@@ -101,12 +105,12 @@ struct BenchIO: ParsableCommand {
     }
 
     func warmPageCache(_ path: String) {
-        guard let h = FileHandle(forReadingAtPath: path) else { return }
-        while autoreleasepoolFree({ h.readData(ofLength: 16 << 20) }).count > 0 {}
-        try? h.close()
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else { return }
+        var buf = [UInt8](repeating: 0, count: 16 << 20)
+        while buf.withUnsafeMutableBytes({ read(fd, $0.baseAddress, $0.count) }) > 0 {}
+        close(fd)
     }
-
-    func autoreleasepoolFree(_ f: () -> Data) -> Data { f() }
 
     /// One process reads all of X's arrays (the same bytes the ranks read together).
     func sequentialRead(_ path: String, layout: SourceInfo) throws {

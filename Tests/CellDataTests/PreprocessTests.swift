@@ -122,3 +122,38 @@ final class PreprocessTests: XCTestCase {
         if checked == 0 { throw XCTSkip("shared datasets not present") }
     }
 }
+
+final class PCATests: XCTestCase {
+    func testMatchesFullEigenDecomposition() throws {
+        let comm = Communicator.world
+        let n = 300, g = 12, k = 3
+        var rng = SimRNG(seed: 3)
+        // Rank-3 signal with decreasing scales plus small noise.
+        let basis = (0..<(3 * g)).map { _ in rng.normal() }
+        var x = [Float](repeating: 0, count: n * g)
+        for i in 0..<n {
+            let f = [3 * rng.normal(), 2 * rng.normal(), rng.normal()]
+            for j in 0..<g { x[i * g + j] = Float(f[0] * basis[j] + f[1] * basis[g + j] + f[2] * basis[2 * g + j] + 0.05 * rng.normal()) }
+        }
+        let orig = x
+        let r = try Preprocess.pca(&x, localRows: n, nVars: g, nComps: k, nObs: n, comm: comm)
+        // Reference: covariance eigen-decomposition.
+        var mean = [Double](repeating: 0, count: g)
+        for i in 0..<n { for j in 0..<g { mean[j] += Double(orig[i * g + j]) / Double(n) } }
+        var cov = [Double](repeating: 0, count: g * g)
+        for i in 0..<n { for a in 0..<g { for b in 0..<g {
+            cov[a * g + b] += (Double(orig[i * g + a]) - mean[a]) * (Double(orig[i * g + b]) - mean[b]) / Double(n - 1)
+        } } }
+        let (ev, vec) = Preprocess.jacobiEigen(cov, n: g)
+        let order = (0..<g).sorted { ev[$0] > ev[$1] }
+        for c in 0..<k {
+            XCTAssertEqual(r.explainedVariance[c], ev[order[c]], accuracy: 1e-3 * ev[order[c]])
+            var dot = 0.0
+            for j in 0..<g { dot += Double(r.components[c * g + j]) * vec[j * g + order[c]] }
+            XCTAssertEqual(abs(dot), 1, accuracy: 1e-4)
+        }
+        // Scores are the centred data projected on the components.
+        let s0 = (0..<g).reduce(0.0) { $0 + (Double(orig[$1]) - mean[$1]) * Double(r.components[$1]) }
+        XCTAssertEqual(Double(r.scores[0]), s0, accuracy: 1e-3 * max(1, abs(s0)))
+    }
+}
