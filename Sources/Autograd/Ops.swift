@@ -60,7 +60,13 @@ extension Tape {
     }
 
     /// Fused dense layer with sparse input act(X·W + b).
+    /// Batches denser than `SparseOps.denseCrossoverDensity` are densified and take the sgemm path.
     public func linear(_ x: CSRMatrix, _ w: Var, _ b: Var?, activation: Activation = .identity) -> Var {
+        if x.density >= SparseOps.denseCrossoverDensity {
+            let xd = alloc(x.rows, x.cols)
+            x.densify(into: xd)
+            return linear(constant(xd), w, b, activation: activation)
+        }
         let wv = value(w)
         precondition(x.cols == wv.rows, "linear: input has \(x.cols) features, weight is \(wv.rows)×\(wv.cols)")
         let out = alloc(x.rows, wv.cols)

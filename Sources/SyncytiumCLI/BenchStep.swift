@@ -34,6 +34,9 @@ struct BenchStep: ParsableCommand {
     @Option(help: "Model to step.")
     var model: Model = .mlp
 
+    @Option(help: "Feed the mlp a sparse (CSR) input with this fraction of non-zeros; the first layer then uses the sparse kernels (the raw baseline stays the dense GEMMs).")
+    var density: Double?
+
     @Option(help: "Cells per minibatch.")
     var batch = 256
 
@@ -52,6 +55,7 @@ struct BenchStep: ParsableCommand {
     struct Output: Codable {
         var benchmark = "step"
         var model: String
+        var inputDensity: Double?
         var batch: Int; var steps: Int; var blasThreads: Int; var blasCore: String
         var parameters: Int
         var stepMedianMs: Double
@@ -70,6 +74,9 @@ struct BenchStep: ParsableCommand {
     }
 
     func validate() throws {
+        if let density, !(density > 0 && density <= 1) || model != .mlp {
+            throw ValidationError("--density takes a fraction in (0, 1] and applies to --model mlp")
+        }
         guard batch > 1, steps > 0, warmup >= 1, threads > 0 else {
             throw ValidationError("--batch must be > 1, --steps and --warmup ≥ 1, --threads > 0")
         }
@@ -83,6 +90,10 @@ struct BenchStep: ParsableCommand {
         var dataRng = RandomStream(seed: 42, purpose: .simulation)
         let widths = model == .mlp ? mlpWidths : [2000, 1024]
         let x = Tensor.uniform(rows: batch, cols: widths[0], 0, 1, rng: &dataRng)
+        if let density {
+            for i in 0..<x.count where dataRng.uniformDouble() >= density { x.pointer[i] = 0 }
+        }
+        let xSparse = density.map { _ in CSRMatrix(dense: x) }
         var layers: [Linear] = []
         for l in 0..<(widths.count - 1) {
             // ReLU between layers; none into the bottleneck (24) nor at the output.
@@ -99,8 +110,14 @@ struct BenchStep: ParsableCommand {
             switch model {
             case .mlp:
                 let t0 = benchNow()
-                var h = tape.constant(x)
-                for l in layers { h = l(h, tape) }
+                var h: Var
+                if let xSparse {
+                    h = layers[0](xSparse, tape)
+                    for l in layers.dropFirst() { h = l(h, tape) }
+                } else {
+                    h = tape.constant(x)
+                    for l in layers { h = l(h, tape) }
+                }
                 let loss = tape.mseLoss(h, tape.constant(x))
                 let t1 = benchNow()
                 tape.backward(loss)
@@ -131,7 +148,7 @@ struct BenchStep: ParsableCommand {
         let sMed = benchMedian(stepTimes), rMed = benchMedian(rawTimes)
         let mib = 1.0 / Double(1 << 20)
         let out = Output(
-            model: model.rawValue, batch: batch, steps: steps, blasThreads: BLASLibrary.threads,
+            model: model.rawValue, inputDensity: density, batch: batch, steps: steps, blasThreads: BLASLibrary.threads,
             blasCore: BLASLibrary.coreName, parameters: store.parameterCount,
             stepMedianMs: sMed * 1e3,
             forwardMedianMs: model == .mlp ? benchMedian(fT) * 1e3 : nil,
@@ -143,7 +160,7 @@ struct BenchStep: ParsableCommand {
             peakRSSGrowthMiB: Double(memEnd.peak - memWarm.peak) * mib, finalLoss: lastLoss)
         if json { print(try jsonString(out)); return }
         print("""
-            bench step --model \(out.model): batch \(batch), \(steps) measured steps after \(warmup) warm-up, \
+            bench step --model \(out.model)\(density.map { " (sparse input, density \($0))" } ?? ""): batch \(batch), \(steps) measured steps after \(warmup) warm-up, \
             \(out.blasThreads) BLAS thread(s) (\(out.blasCore)), \(out.parameters) parameters
             step (median):       \(fmt(out.stepMedianMs, 3)) ms   \(fmt(out.cellsPerSecond, 0)) cells/s\(out.forwardMedianMs.map { "  (forward \(fmt($0, 2)), backward \(fmt(out.backwardMedianMs ?? 0, 2)), Adam \(fmt(out.optimizerMedianMs ?? 0, 2)) ms)" } ?? "")
             raw GEMMs (median):  \(fmt(out.rawGemmMedianMs, 3)) ms   \(fmt(out.rawGemmCellsPerSecond, 0)) cells/s  (\(shapes.count) sgemm calls)

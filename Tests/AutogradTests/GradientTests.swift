@@ -70,7 +70,13 @@ final class GradientTests: XCTestCase {
                 }
                 check("linear \(act) no bias", [x, w]) { t, v in t.linear(v[0], v[1], nil, activation: act) }
                 let xs = CSRMatrix(dense: xd)
-                check("linear sparse \(act)", [w, bias]) { t, v in t.linear(xs, v[0], v[1], activation: act) }
+                // Both paths of the sparse-input layer: sparse kernels, and densify + sgemm.
+                let saved = SparseOps.denseCrossoverDensity
+                defer { SparseOps.denseCrossoverDensity = saved }
+                for crossover in [2.0, 0.0] {
+                    SparseOps.denseCrossoverDensity = crossover
+                    check("linear sparse \(act) crossover \(crossover)", [w, bias]) { t, v in t.linear(xs, v[0], v[1], activation: act) }
+                }
             }
         }
         // The fused op equals the unfused composition.
