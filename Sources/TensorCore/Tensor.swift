@@ -41,7 +41,7 @@ public final class TensorStorage: @unchecked Sendable {
 /// Value semantics through copy-on-write: `subscript` setters and `withUnsafeMutableBufferPointer`
 /// copy the storage first when it is shared. Kernels that write into a tensor they own (the tape's
 /// buffers, the parameter store's views) use `pointer` directly, which never copies.
-public struct Tensor: @unchecked Sendable, CustomStringConvertible {
+public struct Tensor: @unchecked Sendable, CustomStringConvertible, Equatable {
     public private(set) var storage: TensorStorage
     public let rows: Int
     public let cols: Int
@@ -165,6 +165,14 @@ public struct Tensor: @unchecked Sendable, CustomStringConvertible {
             s += "]"
         }
         return s
+    }
+
+    /// Same shape and bitwise-equal elements (NaN ≠ NaN as for Float).
+    public static func == (a: Tensor, b: Tensor) -> Bool {
+        guard a.rows == b.rows && a.cols == b.cols else { return false }
+        if a.storage === b.storage { return !(0..<a.count).contains { a.pointer[$0].isNaN } }
+        for i in 0..<a.count where a.pointer[i] != b.pointer[i] { return false }
+        return true
     }
 
     /// Largest absolute elementwise difference (shapes must match).

@@ -86,6 +86,17 @@ final class GradientTests: XCTestCase {
         let fused = t.value(t.linear(xv, wv, bv, activation: .relu))
         let plain = t.value(t.relu(t.add(t.matmul(xv, wv), bv)))
         XCTAssertLessThan(fused.maxAbsDifference(plain), 1e-6)
+        // Sparse input gives the dense result on both of its paths.
+        let xz = x.copy()
+        xz.pointer[1] = 0; xz.pointer[5] = 0; xz.pointer[6] = 0
+        let saved = SparseOps.denseCrossoverDensity
+        defer { SparseOps.denseCrossoverDensity = saved }
+        let dense = t.value(t.linear(t.constant(xz), wv, bv, activation: .relu))
+        for crossover in [2.0, 0.0] {
+            SparseOps.denseCrossoverDensity = crossover
+            let sparse = t.value(t.linear(CSRMatrix(dense: xz), wv, bv, activation: .relu))
+            XCTAssertLessThan(sparse.maxAbsDifference(dense), 1e-6)
+        }
     }
 
     // MARK: arithmetic with broadcasting

@@ -22,6 +22,9 @@ final class TensorTests: XCTestCase {
         XCTAssertEqual(a.transposed().scalars, [10, 4, 2, 5, 3, 6])
         XCTAssertEqual(a.reshaped(rows: 3, cols: 2).row(2), [5, 6])
         XCTAssertEqual(Int(bitPattern: a.pointer) % 64, 0, "storage must be 64-byte aligned")
+        XCTAssertEqual(a, a.copy())
+        XCTAssertNotEqual(a, b)
+        XCTAssertNotEqual(a, a.reshaped(rows: 3, cols: 2))
     }
 
     func testGemmAllTransposeCombinations() {
