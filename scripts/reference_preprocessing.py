@@ -2,10 +2,11 @@
 """Reference values from scanpy for CellData's preprocessing tests.
 
 Run in a throwaway venv (never needed at run time):
-    python3 -m venv /tmp/venv && /tmp/venv/bin/pip install -q scanpy anndata
+    python3 -m venv /tmp/venv && /tmp/venv/bin/pip install -q scanpy anndata scikit-misc
     /tmp/venv/bin/python scripts/reference_preprocessing.py /work/shared/data Tests/CellDataTests/Fixtures
 
 For every .h5ad in DATA_DIR it writes FIXTURES/<name>.reference.json with:
+  - hvg_seurat_v3: the same with flavor="seurat_v3" on the raw counts (needs scikit-misc)
   - hvg_seurat / hvg_cell_ranger: indices of the 2,000 highly variable genes (scanpy 1.11,
     normalize_total(target_sum=1e4) -> log1p -> highly_variable_genes(n_top_genes=2000, flavor=...))
   - median_target: the target scanpy uses when target_sum=None (median of cell counts)
@@ -51,6 +52,12 @@ def main(data_dir, out_dir):
         rng = np.random.default_rng(1)
         sp_pos = [(int(rng.integers(a.n_obs)), int(rng.integers(a.n_vars))) for _ in range(100)]
         ref["scale_samples"] = [[r, c, float(scaled[r, c])] for r, c in sp_pos]
+
+        try:
+            h3 = sc.pp.highly_variable_genes(raw.copy(), n_top_genes=2000, flavor="seurat_v3", inplace=False)
+            ref["hvg_seurat_v3"] = [int(i) for i in np.flatnonzero(h3["highly_variable"].to_numpy())]
+        except ValueError as e:  # skmisc's loess can fail ("reciprocal condition number") on some data
+            ref["hvg_seurat_v3_error"] = str(e)
 
         b = raw.copy()
         counts = np.asarray(b.X.sum(axis=1)).ravel()

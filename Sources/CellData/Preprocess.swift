@@ -41,8 +41,12 @@ public struct ExactColumnSums {
 }
 
 public enum HVGFlavor: String, Sendable, CaseIterable, Codable {
+    /// On log-normalised data.
     case seurat
+    /// On log-normalised data.
     case cellRanger = "cell_ranger"
+    /// On raw counts (loess fit of log variance against log mean, clipped standardised variance).
+    case seuratV3 = "seurat_v3"
 }
 
 /// Per-gene results of highly-variable-gene selection (global, identical on every rank).
@@ -216,7 +220,8 @@ public enum Preprocess {
     /// expm1 first, log dispersion, 20 equal-width mean bins; cell_ranger: percentile bins,
     /// median/MAD normalisation).
     public static func highlyVariableGenes(_ s: CellShard, nTop: Int, flavor: HVGFlavor = .seurat, nBins: Int = 20,
-                                           comm: Communicator) throws -> HVGResult {
+                                           span: Double = 0.3, comm: Communicator) throws -> HVGResult {
+        if flavor == .seuratV3 { return try highlyVariableGenesSeuratV3(s, nTop: nTop, span: span, comm: comm) }
         var (mean, variance) = try meanVariance(s, comm: comm,
                                                 transform: flavor == .seurat ? { Foundation_expm1f($0) } : { $0 })
         for j in mean.indices where mean[j] == 0 { mean[j] = 1e-12 }
@@ -242,6 +247,8 @@ public enum Preprocess {
                 dev[b] = v.count > 1 ? (v.map { ($0 - m) * ($0 - m) }.reduce(0, +) / Double(v.count - 1)).squareRoot() : .nan
                 if dev[b].isNaN { dev[b] = avg[b]; avg[b] = 0 }
             }
+        case .seuratV3:
+            fatalError("handled above")
         case .cellRanger:
             let edges = [-Double.infinity] + stride(from: 10.0, through: 100.0, by: 5.0).map { percentile(mean, $0) } + [Double.infinity]
             bins = mean.map { x in
@@ -266,6 +273,79 @@ public enum Preprocess {
         let cut = n > 0 ? valid[n - 1] : .infinity
         let hv = norm.map { ($0.isNaN ? -.infinity : $0) >= cut }
         return HVGResult(means: mean, dispersions: disp, dispersionsNorm: norm, highlyVariable: hv)
+    }
+
+    /// scanpy `highly_variable_genes(flavor: "seurat_v3")` on raw counts (no batches): a loess
+    /// (degree 2, `span`) of log10 variance on log10 mean gives each gene a regularised sd; counts
+    /// are clipped at mean + sd·√n and the genes ranked by the variance of the standardised,
+    /// clipped counts. `dispersionsNorm` holds that normalised variance.
+    public static func highlyVariableGenesSeuratV3(_ s: CellShard, nTop: Int, span: Double = 0.3,
+                                                   comm: Communicator) throws -> HVGResult {
+        let (mean, variance) = try meanVariance(s, comm: comm)
+        let genes = (0..<s.nVars).filter { variance[$0] > 0 }
+        let fitted = loess(x: genes.map { log10(mean[$0]) }, y: genes.map { log10(variance[$0]) }, span: span)
+        var regStd = [Double](repeating: 1, count: s.nVars)  // 10^0 for constant genes, as scanpy
+        for (k, g) in genes.enumerated() { regStd[g] = pow(10, fitted[k]).squareRoot() }
+        let n = Double(s.nObs)
+        let clip = (0..<s.nVars).map { regStd[$0] * n.squareRoot() + mean[$0] }
+        var sum = ExactColumnSums(columns: s.nVars, rows: s.nObs)
+        var sq = ExactColumnSums(columns: s.nVars, rows: s.nObs)
+        for k in s.values.indices {
+            let j = Int(s.colIdx[k])
+            let v = Swift.min(Double(s.values[k]), clip[j])
+            sum.add(j, v); sq.add(j, v * v)
+        }
+        let sums = try sum.total(comm), sqs = try sq.total(comm)
+        let normVar = (0..<s.nVars).map { j in
+            (n * mean[j] * mean[j] + sqs[j] - 2 * sums[j] * mean[j]) / ((n - 1) * regStd[j] * regStd[j])
+        }
+        // Top nTop by normalised variance (ties broken by gene order).
+        let order = (0..<s.nVars).sorted { normVar[$0] > normVar[$1] || (normVar[$0] == normVar[$1] && $0 < $1) }
+        var hv = [Bool](repeating: false, count: s.nVars)
+        for g in order.prefix(nTop) { hv[g] = true }
+        return HVGResult(means: mean, dispersions: variance, dispersionsNorm: normVar, highlyVariable: hv)
+    }
+
+    /// Local quadratic regression (loess, tricube weights, the q = ⌊n·span⌋ nearest points in x)
+    /// evaluated directly at every x (Cleveland's surface = "direct").
+    public static func loess(x: [Double], y: [Double], span: Double) -> [Double] {
+        let n = x.count
+        guard n > 0 else { return [] }
+        let order = (0..<n).sorted { x[$0] < x[$1] }
+        let xs = order.map { x[$0] }, ys = order.map { y[$0] }
+        let q = Swift.min(n, Swift.max(3, Int(Double(n) * span)))
+        var fittedSorted = [Double](repeating: 0, count: n)
+        var lo = 0  // window [lo, lo + q) of the q nearest neighbours, slid along the sorted x
+        for i in 0..<n {
+            let x0 = xs[i]
+            while lo + q < n && x0 - xs[lo] > xs[lo + q] - x0 { lo += 1 }
+            let hi = lo + q
+            var dmax = Swift.max(x0 - xs[lo], xs[hi - 1] - x0)
+            if dmax <= 0 { dmax = 1e-300 }
+            // Weighted least squares for y ≈ b0 + b1 (x - x0) + b2 (x - x0)^2.
+            var s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0, s4 = 0.0, t0 = 0.0, t1 = 0.0, t2 = 0.0
+            for k in lo..<hi {
+                let d = xs[k] - x0
+                let r = abs(d) / dmax
+                if r >= 1 { continue }
+                let c = 1 - r * r * r
+                let w = c * c * c
+                let d2 = d * d
+                s0 += w; s1 += w * d; s2 += w * d2; s3 += w * d2 * d; s4 += w * d2 * d2
+                t0 += w * ys[k]; t1 += w * d * ys[k]; t2 += w * d2 * ys[k]
+            }
+            // Solve the 3×3 normal equations by Cramer's rule; fall back to lower degree if singular.
+            let det = s0 * (s2 * s4 - s3 * s3) - s1 * (s1 * s4 - s3 * s2) + s2 * (s1 * s3 - s2 * s2)
+            if abs(det) > 1e-12 * Swift.max(1, abs(s0 * s2 * s4)) {
+                fittedSorted[i] = (t0 * (s2 * s4 - s3 * s3) - s1 * (t1 * s4 - s3 * t2) + s2 * (t1 * s3 - s2 * t2)) / det
+            } else {
+                let det2 = s0 * s2 - s1 * s1
+                fittedSorted[i] = abs(det2) > 1e-300 ? (t0 * s2 - s1 * t1) / det2 : (s0 > 0 ? t0 / s0 : ys[i])
+            }
+        }
+        var fitted = [Double](repeating: 0, count: n)
+        for (k, i) in order.enumerated() { fitted[i] = fittedSorted[k] }
+        return fitted
     }
 
     /// pandas.cut(x, bins: n) bin numbers (right-closed, lowest edge lowered by 0.1% of the range).

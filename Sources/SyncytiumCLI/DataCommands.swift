@@ -146,7 +146,7 @@ struct PreprocessCommand: ParsableCommand {
     @Option(help: "Drop genes expressed in fewer cells.") var minCells = 0
     @Option(help: "Normalise each cell to this total (default: the median library size).") var targetSum: Double?
     @Option(help: "Number of highly variable genes (0 = keep all genes).") var hvg = 2000
-    @Option(help: "HVG flavour: seurat or cell_ranger.") var flavor = "seurat"
+    @Option(help: "HVG flavour: seurat, cell_ranger (log data) or seurat_v3 (raw counts).") var flavor = "seurat"
     @Option(help: "Clip scaled values to ±this.") var maxValue: Float = 10
     @Option(help: "Columns of obsm['X_syncytium'] (scaled values of the first HVGs).") var embeddingGenes = 50
     @Option(help: "Copy this obs categorical's codes into obs['syncytium_cluster'].") var clustersFrom: String?
@@ -161,7 +161,9 @@ struct PreprocessCommand: ParsableCommand {
     func run() throws {
         let comm = Communicator.world
         let source = try countsSource(layer: layer, raw: raw)
-        guard let fl = HVGFlavor(rawValue: flavor) else { throw ValidationError("--flavor takes seurat or cell_ranger") }
+        guard let fl = HVGFlavor(rawValue: flavor) else {
+            throw ValidationError("--flavor takes seurat, cell_ranger or seurat_v3")
+        }
         runDataCommand(comm) {
             let t0 = Communicator.time()
             var opts = ReadOptions()
@@ -177,15 +179,20 @@ struct PreprocessCommand: ParsableCommand {
             }
             try Preprocess.filterCells(&s, minCounts: Swift.max(minCounts, Double.leastNonzeroMagnitude), minGenes: minGenes, comm: comm)
             if minCells > 0 { try Preprocess.filterGenes(&s, minCells: minCells, comm: comm) }
+            // seurat_v3 ranks genes on the raw counts; the other flavours on log-normalised data.
+            let selectGenes = hvg > 0 && hvg < s.nVars
+            var hvgGenes: [Int]? = nil
+            if selectGenes && fl == .seuratV3 {
+                hvgGenes = try Preprocess.highlyVariableGenes(s, nTop: hvg, flavor: fl, comm: comm).genes
+            }
             let median = try Preprocess.medianLibrarySize(s, comm: comm)
             try Preprocess.normalizeTotal(&s, targetSum: targetSum, comm: comm)
             Preprocess.log1p(&s)
-            var nHVG = s.nVars
-            if hvg > 0 && hvg < s.nVars {
-                let h = try Preprocess.highlyVariableGenes(s, nTop: hvg, flavor: fl, comm: comm)
-                Preprocess.subsetGenes(&s, h.genes)
-                nHVG = s.nVars
+            if selectGenes && hvgGenes == nil {
+                hvgGenes = try Preprocess.highlyVariableGenes(s, nTop: hvg, flavor: fl, comm: comm).genes
             }
+            if let g = hvgGenes { Preprocess.subsetGenes(&s, g) }
+            let nHVG = s.nVars
             let scaled = try Preprocess.scale(s, maxValue: maxValue, comm: comm).values
             let d = Swift.min(embeddingGenes, s.nVars)
             var emb = [Float](repeating: 0, count: s.localRows * d)

@@ -65,6 +65,7 @@ final class PreprocessTests: XCTestCase {
     }
 
     struct MedianSamples: Decodable { var samples_median: [[Double]] }
+    struct V3: Decodable { var hvg_seurat_v3: [Int]? }
 
     static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures")
 
@@ -105,6 +106,13 @@ final class PreprocessTests: XCTestCase {
             for e in ref.scale_samples {
                 let got = Double(scaled[Int(e[0]) * s.nVars + Int(e[1])])
                 XCTAssertEqual(got, e[2], accuracy: 1e-4 * max(1, abs(e[2])), "scale \(ref.file) [\(e[0]), \(e[1])]")
+            }
+            // seurat_v3 on the raw counts.
+            if let want = try JSONDecoder().decode(V3.self, from: data).hvg_seurat_v3 {
+                let hvg = try Preprocess.highlyVariableGenes(raw, nTop: 2000, flavor: .seuratV3, comm: comm)
+                let overlap = Set(hvg.genes).intersection(want).count
+                print("HVG seurat_v3 \(ref.file): \(overlap)/\(want.count) agree")
+                XCTAssertGreaterThanOrEqual(Double(overlap) / Double(max(want.count, 1)), 0.95, "\(ref.file) seurat_v3")
             }
             // Median target.
             var m = raw
