@@ -129,6 +129,14 @@ public enum CellReader {
         if root.kind(of: "matrix") == .group, root.exists("matrix/barcodes") {
             return try describe10x(root, path: path)
         }
+        if root.exists("exprs") && !root.exists("X") {
+            // The seed methods' legacy layout: exprs (CSR group or dense), obs/var groups of
+            // columns, obs_names/var_names at the top level.
+            var layout = try describeMatrix(root, "exprs", path: path, format: "legacy-exprs")
+            layout.obsPath = root.kind(of: "obs") == .group ? "obs" : nil
+            layout.varPath = root.kind(of: "var") == .group ? "var" : nil
+            return layout
+        }
         if root.exists("X") || root.exists("obs") || root.exists("layers") || root.exists("raw") {
             let isAnnData = root.exists("obs") || root.hasAttribute("encoding-type")
             if !isAnnData, root.kind(of: "X") == .dataset {
@@ -148,12 +156,6 @@ public enum CellReader {
             layout.obsPath = root.kind(of: "obs") == .group ? "obs" : nil
             let varGroup = counts == .raw ? "raw/var" : "var"
             layout.varPath = root.kind(of: varGroup) == .group ? varGroup : nil
-            return layout
-        }
-        if root.exists("exprs") {
-            var layout = try describeMatrix(root, "exprs", path: path, format: "legacy-exprs")
-            layout.obsPath = root.kind(of: "obs") == .group ? "obs" : nil
-            layout.varPath = root.kind(of: "var") == .group ? "var" : nil
             return layout
         }
         let members = (try? root.memberNames()) ?? []
@@ -476,6 +478,25 @@ public enum CellReader {
                 }
                 let v: [Double] = try readOrExplain(path, "Y") { try y.read(rows: rows) }
                 obs.set("Y", .numeric(v))
+            }
+        case "legacy-exprs":
+            if let op = L.obsPath {
+                obs = try readFrame(try root.group(op), path: path, object: op, rows: rows, expected: L.nObs,
+                                    columns: options.readObsColumns)
+            }
+            if root.kind(of: "obs_names") == .dataset {
+                let d = try root.dataset("obs_names")
+                try checkLength(d.count, L.nObs, path: path, object: "obs_names")
+                obs.index = try d.readStrings(rows: rows)
+            }
+            if let vp = L.varPath {
+                vars = try readFrame(try root.group(vp), path: path, object: vp, rows: 0..<L.nVars, expected: L.nVars,
+                                     columns: true)
+            }
+            if root.kind(of: "var_names") == .dataset {
+                let d = try root.dataset("var_names")
+                try checkLength(d.count, L.nVars, path: path, object: "var_names")
+                vars.index = try d.readStrings()
             }
         default:
             if let op = L.obsPath {

@@ -130,3 +130,36 @@ final class ReaderTests: XCTestCase {
         XCTAssertTrue(s.values.allSatisfy { $0 > 0 && $0 == $0.rounded() })
     }
 }
+
+final class LegacyExprsTests: XCTestCase {
+    /// The seed methods' `exprs`/`obs`/`var` h5 (MODELS.md §2.1): CSR exprs group with a shape
+    /// dataset, obs/var groups of fixed-length byte-string or numeric columns, obs_names/var_names.
+    func testExprsObsVarLayout() throws {
+        let m = TestFiles.counts(rows: 7, cols: 5)
+        let p = TestFiles.path("legacy-exprs.h5")
+        do {
+            let f = try H5File.create(p)
+            let e = try f.root.createGroup("exprs")
+            var indptr: [Int64] = [0], idx: [Int32] = [], data: [Double] = []
+            for r in m { for (j, v) in r.enumerated() where v != 0 { idx.append(Int32(j)); data.append(Double(v)) }; indptr.append(Int64(data.count)) }
+            try e.writeDataset("data", data); try e.writeDataset("indices", idx); try e.writeDataset("indptr", indptr)
+            try e.writeDataset("shape", [Int64(7), 5])
+            let obs = try f.root.createGroup("obs")
+            try obs.writeStrings("cell_type1", (0..<7).map { $0 % 2 == 0 ? "alpha" : "beta" }, fixedLength: 0)
+            try obs.writeDataset("n_genes", (0..<7).map { Int32($0) })
+            _ = try f.root.createGroup("var")
+            _ = try f.root.createGroup("uns")
+            try f.root.writeStrings("obs_names", (0..<7).map { "c\($0)" }, fixedLength: 0)
+            try f.root.writeStrings("var_names", (0..<5).map { "g\($0)" }, fixedLength: 0)
+            try f.close()
+        }
+        var o = ReadOptions(); o.requiredObsKeys = ["cell_type1"]
+        let s = try CellReader.read(p, comm: Communicator.world, options: o)
+        XCTAssertEqual(s.source.format, "legacy-exprs")
+        XCTAssertEqual(s.denseRows(), m.flatMap { $0 })
+        XCTAssertEqual(s.obs.index, (0..<7).map { "c\($0)" })
+        XCTAssertEqual(s.vars.index, (0..<5).map { "g\($0)" })
+        XCTAssertEqual(s.obs["cell_type1"]?.stringValues, (0..<7).map { $0 % 2 == 0 ? "alpha" : "beta" })
+        XCTAssertEqual(s.obs["n_genes"], .numeric((0..<7).map { Double($0) }))
+    }
+}
