@@ -48,6 +48,8 @@ public struct WriteRequest: Sendable {
     public var uns: [(String, UnsValue)] = []
     /// Also write the shard's matrix as X (CSR, float32 values, uncompressed).
     public var includeX = false
+    /// gzip level for X's data/indices (chunked; parallel filtered writes are collective), or nil.
+    public var xCompression: Int? = nil
     public init(shard: CellShard) { self.shard = shard }
 }
 
@@ -167,8 +169,11 @@ public enum CellWriter {
             try { () throws -> Void in
                 if req.includeX {
                     let x = try f.root.createGroup("X")
-                    try x.createDataset("data", of: Float.self, shape: [Int(xNNZ)]).write(s.values, runs: xEntryRuns)
-                    try x.createDataset("indices", of: Int32.self, shape: [Int(xNNZ)]).write(s.colIdx, runs: xEntryRuns)
+                    let chunk = req.xCompression == nil ? nil : [Swift.max(1, Swift.min(Int(xNNZ), 1 << 18))]
+                    try x.createDataset("data", of: Float.self, shape: [Int(xNNZ)], chunk: chunk, gzip: req.xCompression)
+                        .write(s.values, runs: xEntryRuns)
+                    try x.createDataset("indices", of: Int32.self, shape: [Int(xNNZ)], chunk: chunk, gzip: req.xCompression)
+                        .write(s.colIdx, runs: xEntryRuns)
                     try x.createDataset("indptr", of: Int64.self, shape: [s.nObs + 1]).write(xIndptr, runs: xIndptrRuns)
                 }
             let obs = try f.root.createGroup("obs")

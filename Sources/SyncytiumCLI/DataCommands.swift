@@ -84,6 +84,7 @@ struct Simulate: ParsableCommand {
     @Option(help: "Mean count per gene per cell (before effects).") var meanExpression = 0.3
     @Option(help: "Log-scale sd of library sizes.") var librarySd = 0.4
     @Option(help: "Random seed.") var seed: UInt64 = 1
+    @Option(help: "gzip level for X (chunked, as anndata's compression='gzip'); default uncompressed.") var gzip: Int?
     @Flag(help: "Print JSON instead of text.") var json = false
 
     struct Output: Codable { var file: String; var cells: Int; var genes: Int; var nnz: Int64; var seconds: Double; var ranks: Int }
@@ -107,6 +108,7 @@ struct Simulate: ParsableCommand {
             let shard = Simulator.generate(spec, model: model, rows: bounds[comm.rank]..<bounds[comm.rank + 1])
             var req = WriteRequest(shard: shard)
             req.includeX = true
+            req.xCompression = gzip
             req.uns = [("simulation", .dict([
                 ("cells", .integer(Int64(cells))), ("genes", .integer(Int64(genes))), ("types", .integer(Int64(types))),
                 ("rare_types", .integer(Int64(rareTypes))), ("rare_fraction", .number(rareFraction)),
