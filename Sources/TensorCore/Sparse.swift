@@ -90,15 +90,35 @@ public struct CSRMatrix: Sendable, Equatable {
 /// Sparse × dense products.
 public enum SparseOps {
     /// Above this density a layer with sparse input densifies the batch and calls sgemm instead.
-    /// Measured with `syncytium bench sparse` (one thread, 256×2000 · 2000×1024): the sparse kernels
-    /// are ~0.7× sgemm's time at 10 % non-zeros, ~1.0× at 15 %, ~1.75× at 30 %.
-    nonisolated(unsafe) public static var denseCrossoverDensity = 0.15
+    /// Measured with `syncytium bench sparse` (one thread, 256×2000 · 2000×1024, 4-way unrolled
+    /// kernels): sparse/sgemm time ≈ 0.3 at 10 % non-zeros, 0.6 at 15 %, 0.9–1.0 at 20–25 %, 1.1–1.3 at 30 %.
+    nonisolated(unsafe) public static var denseCrossoverDensity = 0.25
 
     /// Columns per block in the sparse products (a k×block panel of the dense operand is reused by
     /// every non-zero). Measured with `syncytium bench sparse` at 256×2000 · 2000×1024: blocks of
     /// 64–128 columns were 10–25 % slower than whole rows here (the 8 MiB operand stays in L3 and
     /// long inner loops win), so the default is no blocking.
     nonisolated(unsafe) public static var columnBlock = Int.max
+
+    /// o[0..<w] += alpha·Σₚ val[p]·D[idx[p], 0..<w] over p in lo..<hi, four entries per pass so the
+    /// output row is loaded and stored once per four source rows.
+    @inline(__always)
+    static func gatherAxpy(_ o: UnsafeMutablePointer<Float>, _ w: Int, _ d: UnsafePointer<Float>, _ ld: Int,
+                           _ idx: UnsafePointer<Int32>, _ val: UnsafePointer<Float>, _ lo: Int, _ hi: Int, _ alpha: Float) {
+        var p = lo
+        while p + 4 <= hi {
+            let a0 = alpha * val[p], a1 = alpha * val[p + 1], a2 = alpha * val[p + 2], a3 = alpha * val[p + 3]
+            let s0 = d + Int(idx[p]) * ld, s1 = d + Int(idx[p + 1]) * ld
+            let s2 = d + Int(idx[p + 2]) * ld, s3 = d + Int(idx[p + 3]) * ld
+            for j in 0..<w { o[j] += (a0 * s0[j] + a1 * s1[j]) + (a2 * s2[j] + a3 * s3[j]) }
+            p += 4
+        }
+        while p < hi {
+            let a = alpha * val[p], s0 = d + Int(idx[p]) * ld
+            for j in 0..<w { o[j] += a * s0[j] }
+            p += 1
+        }
+    }
 
     /// out = alpha·X·D + beta·out with X sparse (m×k), D dense (k×n), out m×n.
     public static func matmul(_ x: CSRMatrix, _ d: Tensor, into out: Tensor, alpha: Float = 1, beta: Float = 0) {
@@ -109,15 +129,12 @@ public enum SparseOps {
         x.rowPtr.withUnsafeBufferPointer { rp in
             x.colIdx.withUnsafeBufferPointer { ci in
                 x.values.withUnsafeBufferPointer { vv in
+                    guard let cb = ci.baseAddress, let vb = vv.baseAddress else { return }
                     var j0 = 0
                     while j0 < n {
                         let w = min(columnBlock, n - j0)
                         for r in 0..<x.rows {
-                            let o = out.pointer + r * n + j0
-                            for p in Int(rp[r])..<Int(rp[r + 1]) {
-                                let a = alpha * vv[p], src = dp + Int(ci[p]) * n + j0
-                                for j in 0..<w { o[j] += a * src[j] }
-                            }
+                            gatherAxpy(out.pointer + r * n + j0, w, dp + j0, n, cb, vb, Int(rp[r]), Int(rp[r + 1]), alpha)
                         }
                         j0 += w
                     }
@@ -133,30 +150,16 @@ public enum SparseOps {
     }
 
     /// out = alpha·Xᵀ·D + beta·out with X sparse (m×k), D dense (m×n), out k×n
-    /// (the weight gradient Xᵀ·dY of a layer with sparse input: out[j,:] += x_ij·D[i,:]).
-    public static func transposeMatmul(_ x: CSRMatrix, _ d: Tensor, into out: Tensor, alpha: Float = 1, beta: Float = 0) {
+    /// (the weight gradient Xᵀ·dY of a layer with sparse input). Pass `transposed` (X's CSR
+    /// transpose) when it is at hand; otherwise it is built here (O(nnz)).
+    public static func transposeMatmul(_ x: CSRMatrix, _ d: Tensor, into out: Tensor, alpha: Float = 1, beta: Float = 0,
+                                       transposed: CSRMatrix? = nil) {
         precondition(x.rows == d.rows, "Xᵀ·D: X is \(x.rows)×\(x.cols), D is \(d.rows)×\(d.cols)")
         precondition(out.rows == x.cols && out.cols == d.cols)
-        let n = d.cols
-        if beta == 0 { out.fill(0) } else if beta != 1 { Linalg.scale(out, by: beta) }
-        x.rowPtr.withUnsafeBufferPointer { rp in
-            x.colIdx.withUnsafeBufferPointer { ci in
-                x.values.withUnsafeBufferPointer { vv in
-                    var j0 = 0
-                    while j0 < n {
-                        let w = min(columnBlock, n - j0)
-                        for r in 0..<x.rows {
-                            let src = d.pointer + r * n + j0
-                            for p in Int(rp[r])..<Int(rp[r + 1]) {
-                                let a = alpha * vv[p], o = out.pointer + Int(ci[p]) * n + j0
-                                for j in 0..<w { o[j] += a * src[j] }
-                            }
-                        }
-                        j0 += w
-                    }
-                }
-            }
-        }
+        let xt = transposed ?? x.transposed()
+        precondition(xt.rows == x.cols && xt.cols == x.rows, "transposed has the wrong shape")
+        // Row c of the result gathers the rows of D at the non-zeros of column c of X.
+        matmul(xt, d, into: out, alpha: alpha, beta: beta)
     }
 
     /// out = alpha·Dᵀ·X + beta·out with D dense (m×n), X sparse (m×k), out n×k.
