@@ -6,8 +6,11 @@ import TensorCore
 /// argument), on random shapes including one row, one column and non-square.
 final class GradientTests: XCTestCase {
     var rng = RandomStream(seed: 2024, purpose: .custom("gradient-tests"))
-    /// (rows, cols): one row, one column, non-square both ways, square.
-    let shapes = [(1, 5), (4, 1), (3, 7), (6, 4), (5, 5)]
+    /// (rows, cols): one row, one column, non-square both ways, square, plus two random shapes.
+    let shapes: [(Int, Int)] = {
+        var r = RandomStream(seed: 77, purpose: .custom("gradient-test-shapes"))
+        return [(1, 5), (4, 1), (3, 7), (6, 4), (5, 5)] + (0..<2).map { _ in (1 + r.int(below: 8), 1 + r.int(below: 8)) }
+    }()
 
     func rand(_ r: Int, _ c: Int, _ lo: Float = -1, _ hi: Float = 1) -> Tensor { Tensor.uniform(rows: r, cols: c, lo, hi, rng: &rng) }
     /// Values with |x| in [lo, hi] and random sign (away from kinks at 0).
