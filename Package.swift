@@ -31,12 +31,14 @@ let package = Package(
         .target(name: "CellData", dependencies: ["HDF5IO", "Collectives", "TensorCore"]),
         .target(name: "Clustering", dependencies: ["Collectives", "TensorCore"]),
         .target(name: "Training", dependencies: ["Collectives", "TensorCore", "Autograd", "NN"]),
+        .target(name: "Models", dependencies: ["Collectives", "TensorCore", "Autograd", "NN", "CellData", "Training",
+                                               "Neighbors", "Clustering"]),
         .target(name: "Neighbors", dependencies: ["Collectives", "TensorCore", "Clustering"]),
 
         .executableTarget(
             name: "SyncytiumCLI",
             dependencies: [
-                "Collectives", "TensorCore", "Autograd", "NN", "HDF5IO", "CellData", "Clustering", "Neighbors", "Training",
+                "Collectives", "TensorCore", "Autograd", "NN", "HDF5IO", "CellData", "Clustering", "Neighbors", "Training", "Models",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         // Multi-rank checks, run under real mpirun by launch/test (XCTest cannot span processes).

@@ -175,6 +175,12 @@ public final class Tape {
         while i >= 0 {
             if nodes[i].gradWritten, let bw = nodes[i].backward {
                 bw(self, nodes[i].grad!)
+            } else if nodes[i].externalGrad {
+                // Every consumer of a parameter comes after it on the tape, so its gradient is final
+                // here: zero it if nothing reached it, and tell the listener (bucketed allreduce).
+                if !nodes[i].gradWritten && !nodes[i].accumulate { nodes[i].grad!.fill(0) }
+                nodes[i].gradWritten = true
+                onParameterGradientReady?(nodes[i].grad!)
             }
             i -= 1
         }
@@ -183,4 +189,9 @@ public final class Tape {
             nodes[p].gradWritten = true
         }
     }
+
+    /// Called during `backward` with each parameter's gradient buffer as soon as that gradient is
+    /// final (in reverse order of registration), so its communication can start while the rest of
+    /// the backward pass runs.
+    public var onParameterGradientReady: ((Tensor) -> Void)?
 }

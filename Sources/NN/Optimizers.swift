@@ -7,6 +7,10 @@ public protocol Optimizer: AnyObject {
     func step(lr: Float)
     /// Updates done so far.
     var steps: Int { get }
+    /// The whole state (step count and moment buffers) as bytes, for checkpoints.
+    func stateBlob() -> [UInt8]
+    /// Restores what `stateBlob` wrote; throws if it belongs to another optimiser or model size.
+    func restore(state: [UInt8]) throws
 }
 
 /// Adam (Kingma & Ba) with bias correction. `weightDecay` is an L2 term added to the gradient
@@ -15,8 +19,9 @@ public final class Adam: Optimizer {
     public let store: ParameterStore
     public var beta1: Float, beta2: Float, eps: Float, weightDecay: Float
     public let decoupled: Bool
-    public private(set) var steps = 0
+    public internal(set) var steps = 0
     private var m: TensorStorage, v: TensorStorage
+    var momentStorage: (m: TensorStorage, v: TensorStorage) { (m, v) }
 
     public init(_ store: ParameterStore, beta1: Float = 0.9, beta2: Float = 0.999, eps: Float = 1e-8,
                 weightDecay: Float = 0, decoupled: Bool = false) {
@@ -81,8 +86,9 @@ public final class SGD: Optimizer {
     public let store: ParameterStore
     public var momentum: Float, weightDecay: Float
     public let nesterov: Bool
-    public private(set) var steps = 0
+    public internal(set) var steps = 0
     private var buf: TensorStorage
+    var momentumStorage: TensorStorage { buf }
 
     public init(_ store: ParameterStore, momentum: Float = 0.9, weightDecay: Float = 0, nesterov: Bool = false) {
         self.store = store; self.momentum = momentum; self.weightDecay = weightDecay; self.nesterov = nesterov
@@ -143,5 +149,60 @@ public enum LearningRateSchedule: Sendable, Equatable {
             let progress = min(Double(step - warm) / Double(span), 1)
             return floor + (peak - floor) * Float(0.5 * (1 + Foundation.cos(Double.pi * progress)))
         }
+    }
+}
+
+// MARK: optimiser state for checkpoints
+
+/// A failure to restore optimiser state.
+public struct OptimizerStateError: Error, CustomStringConvertible {
+    public let description: String
+}
+
+/// Optimiser state as bytes: a tag, the step count, then the state buffers.
+enum OptimizerState {
+    static func encode(tag: String, steps: Int, buffers: [TensorStorage], count: Int) -> [UInt8] {
+        var out = Array(tag.utf8.prefix(8))
+        out += [UInt8](repeating: 0, count: 8 - out.count)
+        withUnsafeBytes(of: UInt64(steps).littleEndian) { out.append(contentsOf: $0) }
+        withUnsafeBytes(of: UInt64(count).littleEndian) { out.append(contentsOf: $0) }
+        for b in buffers { out.append(contentsOf: UnsafeRawBufferPointer(start: b.pointer, count: count * 4)) }
+        return out
+    }
+
+    static func decode(_ bytes: [UInt8], tag: String, buffers: [TensorStorage], count: Int) throws -> Int {
+        var want = Array(tag.utf8.prefix(8)); want += [UInt8](repeating: 0, count: 8 - want.count)
+        guard bytes.count >= 24, Array(bytes[0..<8]) == want else {
+            throw OptimizerStateError(description: "optimiser state is not \(tag) state (the run's optimiser differs from the checkpoint's)")
+        }
+        let steps = bytes.withUnsafeBytes { Int(UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: 8, as: UInt64.self))) }
+        let n = bytes.withUnsafeBytes { Int(UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: 16, as: UInt64.self))) }
+        guard n == count, bytes.count == 24 + buffers.count * n * 4 else {
+            throw OptimizerStateError(description: "optimiser state holds \(n) parameters, the model has \(count)")
+        }
+        bytes.withUnsafeBytes { raw in
+            for (k, b) in buffers.enumerated() {
+                UnsafeMutableRawPointer(b.pointer).copyMemory(from: raw.baseAddress! + 24 + k * n * 4, byteCount: n * 4)
+            }
+        }
+        return steps
+    }
+}
+
+extension Adam {
+    public func stateBlob() -> [UInt8] {
+        OptimizerState.encode(tag: decoupled ? "adamw" : "adam", steps: steps, buffers: [momentStorage.m, momentStorage.v], count: store.count)
+    }
+    public func restore(state: [UInt8]) throws {
+        steps = try OptimizerState.decode(state, tag: decoupled ? "adamw" : "adam", buffers: [momentStorage.m, momentStorage.v], count: store.count)
+    }
+}
+
+extension SGD {
+    public func stateBlob() -> [UInt8] {
+        OptimizerState.encode(tag: "sgd", steps: steps, buffers: [momentumStorage], count: store.count)
+    }
+    public func restore(state: [UInt8]) throws {
+        steps = try OptimizerState.decode(state, tag: "sgd", buffers: [momentumStorage], count: store.count)
     }
 }

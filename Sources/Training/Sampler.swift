@@ -46,38 +46,59 @@ func mix(_ v: UInt64) -> UInt64 {
     return z ^ (z >> 31)
 }
 
-/// Global minibatches, the same whatever the rank count: epoch e's order of all N cells is a
-/// permutation from (seed, e); step s takes positions [s·B, (s+1)·B) of it, and each rank trains on
-/// the cells of that batch it owns. Every rank runs the same number of steps (⌈N / B⌉, the last one
-/// smaller), so no collective is ever left waiting, and the gradient summed over ranks is the
-/// gradient of the global batch — a 1-rank and an N-rank run follow the same trajectory.
+/// Global minibatches, the same whatever the rank count: epoch e's order of all N cells (by global
+/// cell id) is a permutation from (seed, e); step s takes positions [s·B, (s+1)·B) of it, and each
+/// rank trains on the cells of that batch it owns, wherever they sit in its shard. Every rank runs
+/// the same number of steps (⌈N / B⌉, the last one smaller), so no collective is ever left waiting,
+/// and the gradient summed over ranks is that of the global batch — a 1-rank and an N-rank run
+/// follow the same trajectory.
 public struct GlobalBatchSampler: Sendable {
-    public let layout: RowLayout
-    public let rank: Int
+    public let total: Int
     public let globalBatch: Int
     public let seed: UInt64
     public let shuffle: Bool
+    private enum Ownership: Sendable { case range(Int, Int), lookup([Int64: Int]) }
+    private let owned: Ownership
 
-    public init(layout: RowLayout, rank: Int, globalBatch: Int, seed: UInt64, shuffle: Bool = true) {
-        precondition(globalBatch >= 1)
-        self.layout = layout; self.rank = rank; self.globalBatch = globalBatch; self.seed = seed; self.shuffle = shuffle
+    /// `ownedIds`: the global ids (0..<total) of this rank's rows, in shard order.
+    public init(total: Int, ownedIds: [Int64], globalBatch: Int, seed: UInt64, shuffle: Bool = true) {
+        precondition(globalBatch >= 1 && total >= 1)
+        self.total = total; self.globalBatch = globalBatch; self.seed = seed; self.shuffle = shuffle
+        let contiguous = ownedIds.isEmpty || zip(ownedIds, ownedIds.dropFirst()).allSatisfy { $1 == $0 + 1 }
+        if contiguous {
+            let lo = Int(ownedIds.first ?? 0)
+            owned = .range(lo, lo + ownedIds.count)
+        } else {
+            var d: [Int64: Int] = [:]
+            d.reserveCapacity(ownedIds.count)
+            for (i, g) in ownedIds.enumerated() { d[g] = i }
+            owned = .lookup(d)
+        }
     }
 
-    public var stepsPerEpoch: Int { (layout.total + globalBatch - 1) / globalBatch }
+    /// Rows laid out contiguously in rank order (rank r owns global ids offsets[r]..<offsets[r]+counts[r]).
+    public init(layout: RowLayout, rank: Int, globalBatch: Int, seed: UInt64, shuffle: Bool = true) {
+        let r = layout.range(of: rank)
+        self.init(total: layout.total, ownedIds: (r.lowerBound..<r.upperBound).map(Int64.init), globalBatch: globalBatch,
+                  seed: seed, shuffle: shuffle)
+    }
+
+    public var stepsPerEpoch: Int { (total + globalBatch - 1) / globalBatch }
 
     /// Size of the global batch at `step` (the last one may be smaller).
-    public func batchSize(step: Int) -> Int { min(globalBatch, layout.total - step * globalBatch) }
+    public func batchSize(step: Int) -> Int { min(globalBatch, total - step * globalBatch) }
 
     /// The cells of batch (epoch, step) that this rank owns: local row indices, in batch order.
     public func localRows(epoch: Int, step: Int) -> [Int] {
         precondition(step >= 0 && step < stepsPerEpoch)
-        let lo = layout.offsets[rank], hi = lo + layout.counts[rank]
-        let perm = IndexPermutation(n: layout.total, seed: mix(seed ^ mix(UInt64(epoch) &+ 0x51ED)))
+        let perm = IndexPermutation(n: total, seed: mix(seed ^ mix(UInt64(epoch) &+ 0x51ED)))
         var out: [Int] = []
-        out.reserveCapacity(globalBatch / max(layout.counts.count, 1) + 8)
         for pos in (step * globalBatch)..<(step * globalBatch + batchSize(step: step)) {
             let g = shuffle ? perm(pos) : pos
-            if g >= lo && g < hi { out.append(g - lo) }
+            switch owned {
+            case .range(let lo, let hi): if g >= lo && g < hi { out.append(g - lo) }
+            case .lookup(let d): if let l = d[Int64(g)] { out.append(l) }
+            }
         }
         return out
     }

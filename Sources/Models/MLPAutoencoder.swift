@@ -1,0 +1,58 @@
+import Autograd
+import Collectives
+import NN
+import TensorCore
+import Training
+
+/// A plain MLP autoencoder (ReLU between layers, linear bottleneck and output, MSE): the reference
+/// workload for the data-parallel runtime. The first layer takes the sparse input directly.
+public final class MLPAutoencoder: TrainingTask {
+    public let store = ParameterStore()
+    public let widths: [Int]
+    let layers: [Linear]
+    let data: CSRMatrix
+    public var lossTermNames: [String] { [] }
+
+    public init(input: CSRMatrix, hidden: [Int] = [1024, 128, 24], seed: UInt64) {
+        data = input
+        widths = [input.cols] + hidden + hidden.dropLast().reversed() + [input.cols]
+        var rng = RandomStream(seed: seed, purpose: .initialization)
+        let bottleneck = hidden.count, w = widths, s = store
+        var ls: [Linear] = []
+        for l in 0..<(w.count - 1) {
+            let act: Tape.Activation = (l == bottleneck - 1 || l == w.count - 2) ? .identity : .relu
+            ls.append(Linear(s, "layer\(l)", inputs: w[l], outputs: w[l + 1], activation: act, rng: &rng))
+        }
+        layers = ls
+    }
+
+    public func loss(rows: [Int], context: StepContext, tape: Tape) throws -> (loss: Var, terms: [Float]) {
+        let xb = data.gatherRows(rows)
+        var h = layers[0](xb, tape)
+        for l in layers.dropFirst() { h = l(h, tape) }
+        let target = tape.zeros(xb.rows, xb.cols)
+        for i in 0..<xb.rows {
+            for k in Int(xb.rowPtr[i])..<Int(xb.rowPtr[i + 1]) { target.pointer[i * xb.cols + Int(xb.colIdx[k])] = xb.values[k] }
+        }
+        return (tape.mseLoss(h, tape.constant(target)), [])
+    }
+
+    /// The bottleneck embedding of this rank's cells (no gradient), in row chunks.
+    public func embed(chunk: Int = 1024) -> Tensor {
+        let tape = Tape()
+        tape.training = false
+        let d = widths[layers.count / 2]
+        let out = Tensor(rows: data.rows, cols: d)
+        var r0 = 0
+        while r0 < data.rows {
+            let r1 = min(data.rows, r0 + chunk)
+            tape.reset()
+            var h = layers[0](data.gatherRows(Array(r0..<r1)), tape)
+            for l in layers[1..<(layers.count / 2)] { h = l(h, tape) }
+            let v = tape.value(h)
+            (out.pointer + r0 * d).update(from: v.pointer, count: (r1 - r0) * d)
+            r0 = r1
+        }
+        return out
+    }
+}
