@@ -13,14 +13,19 @@ public final class Parameter {
     /// Offset (in elements) inside the flat trainable buffer, or inside the state buffer for non-trainable ones.
     public let offset: Int
     public let trainable: Bool
-    unowned let store: ParameterStore
+    /// Weak: the store owns its parameters (no cycle, so dropping a model frees its buffers).
+    weak var weakStore: ParameterStore?
+    var store: ParameterStore {
+        guard let s = weakStore else { preconditionFailure("parameter '\(name)' outlived its ParameterStore") }
+        return s
+    }
     private var cachedGeneration = -1
     private var cachedValue = Tensor(rows: 0, cols: 0)
     private var cachedGrad = Tensor(rows: 0, cols: 0)
 
     init(name: String, rows: Int, cols: Int, offset: Int, trainable: Bool, store: ParameterStore) {
         self.name = name; self.rows = rows; self.cols = cols; self.offset = offset
-        self.trainable = trainable; self.store = store
+        self.trainable = trainable; self.weakStore = store
     }
 
     public var count: Int { rows * cols }

@@ -34,6 +34,19 @@ final class ParameterStoreTests: XCTestCase {
         XCTAssertTrue(store.flatGrads.scalars.allSatisfy { $0 == 0 })
     }
 
+    func testDroppingTheStoreFreesIt() {
+        weak var weakStore: ParameterStore?
+        var layer: Linear?
+        do {
+            let s = ParameterStore()
+            var rng = RandomStream(seed: 1)
+            layer = Linear(s, "l", inputs: 3, outputs: 2, rng: &rng)
+            weakStore = s
+        }
+        XCTAssertNil(weakStore, "parameters must not keep their store alive (no retain cycle)")
+        XCTAssertNotNil(layer)
+    }
+
     func testSaveLoadRoundTripAndErrors() throws {
         func make(_ seed: UInt64, widths: [Int] = [4, 3, 2]) -> ParameterStore {
             let s = ParameterStore()
