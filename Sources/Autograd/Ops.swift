@@ -41,7 +41,9 @@ extension Tape {
         }
     }
 
-    public enum Activation: Sendable { case identity, relu }
+    /// Activations fused into `linear`; each one's derivative is computed from its output y.
+    /// (leakyRelu needs a positive slope so that y and x have the same sign.)
+    public enum Activation: Sendable, Equatable { case identity, relu, leakyRelu(Float), tanh, sigmoid }
 
     /// Fused dense layer act(X·W + b): one sgemm forward (bias pre-copied, beta = 1), and backward
     /// dW = Xᵀ·dZ, db = column sums of dZ, dX = dZ·Wᵀ (only when X needs a gradient).
@@ -88,18 +90,33 @@ extension Tape {
         } else {
             product(0)
         }
-        if activation == .relu { Elementwise.reluInPlace(out.pointer, out.count) }
+        let p = out.pointer, n = out.count
+        switch activation {
+        case .identity: break
+        case .relu: Elementwise.reluInPlace(p, n)
+        case .leakyRelu(let s):
+            precondition(s > 0, "fused leakyRelu needs a positive slope, got \(s)")
+            for i in 0..<n { p[i] = p[i] > 0 ? p[i] : s * p[i] }
+        case .tanh: for i in 0..<n { p[i] = Foundation.tanh(p[i]) }
+        case .sigmoid: for i in 0..<n { p[i] = SigmoidFn.apply(p[i]) }
+        }
     }
 
     fileprivate func linearActivationBackward(_ g: Tensor, out: Tensor, activation: Activation) -> Tensor {
         switch activation {
         case .identity: return g
-        case .relu:
-            let dz = alloc(g.rows, g.cols)
-            let gp = g.pointer, yp = out.pointer, d = dz.pointer
-            for i in 0..<g.count { d[i] = yp[i] > 0 ? gp[i] : 0 }
-            return dz
+        default: break
         }
+        let dz = alloc(g.rows, g.cols)
+        let gp = g.pointer, yp = out.pointer, d = dz.pointer, n = g.count
+        switch activation {
+        case .identity: break
+        case .relu: for i in 0..<n { d[i] = yp[i] > 0 ? gp[i] : 0 }
+        case .leakyRelu(let s): for i in 0..<n { d[i] = yp[i] > 0 ? gp[i] : s * gp[i] }
+        case .tanh: for i in 0..<n { d[i] = gp[i] * (1 - yp[i] * yp[i]) }
+        case .sigmoid: for i in 0..<n { d[i] = gp[i] * yp[i] * (1 - yp[i]) }
+        }
+        return dz
     }
 
     // MARK: broadcasting arithmetic

@@ -14,7 +14,13 @@ public final class Linear: Layer {
 
     public init(_ store: ParameterStore, _ name: String, inputs: Int, outputs: Int, bias: Bool = true,
                 activation: Tape.Activation = .identity, initializer: Initializer? = nil, rng: inout RandomStream) {
-        let initW = initializer ?? (activation == .relu ? .kaimingUniform() : .xavierUniform())
+        let defaultInit: Initializer
+        switch activation {
+        case .relu: defaultInit = .kaimingUniform()
+        case .leakyRelu(let s): defaultInit = .kaimingUniform(gain: (2 / (1 + s * s)).squareRoot())
+        default: defaultInit = .xavierUniform()
+        }
+        let initW = initializer ?? defaultInit
         weight = store.add(name + ".weight", rows: inputs, cols: outputs, initW, rng: &rng)
         self.bias = bias ? store.add(name + ".bias", rows: 1, cols: outputs, .zeros, rng: &rng) : nil
         self.activation = activation

@@ -66,7 +66,7 @@ final class GradientTests: XCTestCase {
                 if (z1.scalars + z2.scalars).allSatisfy({ Swift.abs($0) > 0.05 }) { break }
                 w = rand(i, o); bias = rand(1, o)
             }
-            for act in [Tape.Activation.identity, .relu] {
+            for act in [Tape.Activation.identity, .relu, .leakyRelu(0.2), .tanh, .sigmoid] {
                 check("linear \(act)", [x, w, bias]) { t, v in t.linear(v[0], v[1], v[2], activation: act) }
                 check("linear \(act) params", [x, w, bias], kinds: [.variable, .parameter, .parameter]) { t, v in
                     t.linear(v[0], v[1], v[2], activation: act)
@@ -89,6 +89,10 @@ final class GradientTests: XCTestCase {
         let fused = t.value(t.linear(xv, wv, bv, activation: .relu))
         let plain = t.value(t.relu(t.add(t.matmul(xv, wv), bv)))
         XCTAssertLessThan(fused.maxAbsDifference(plain), 1e-6)
+        let z = t.add(t.matmul(xv, wv), bv)
+        for (act, unfused) in [(Tape.Activation.leakyRelu(0.2), t.leakyRelu(z, slope: 0.2)), (.tanh, t.tanh(z)), (.sigmoid, t.sigmoid(z))] {
+            XCTAssertLessThan(t.value(t.linear(xv, wv, bv, activation: act)).maxAbsDifference(t.value(unfused)), 1e-6, "\(act)")
+        }
         // Sparse input gives the dense result on both of its paths.
         let xz = x.copy()
         xz.pointer[1] = 0; xz.pointer[5] = 0; xz.pointer[6] = 0
