@@ -167,6 +167,13 @@ public enum Preprocess {
         return n % 2 == 1 ? all[n / 2] : (all[n / 2 - 1] + all[n / 2]) / 2
     }
 
+    /// Size factors of the local cells: library size / median library size over all cells
+    /// (the DCA / scDeepCluster convention used by the seed methods' ZINB losses).
+    public static func sizeFactors(_ s: CellShard, comm: Communicator) throws -> [Float] {
+        let median = Double(try medianLibrarySize(s, comm: comm))
+        return librarySizes(s).map { Float(median > 0 ? $0 / median : 0) }
+    }
+
     /// scanpy `normalize_total`: divides each cell by (its counts / target); target = median of
     /// the cells' counts when nil. Returns the size factors (counts / target) of the local cells.
     @discardableResult

@@ -525,8 +525,16 @@ public final class H5Group: H5Object, @unchecked Sendable {
         return out
     }
 
+    /// Raw-data chunk cache per open dataset (HDF5's default is 1 MiB, smaller than many
+    /// anndata chunks; a chunk that does not fit is re-read and re-inflated for each partial read).
+    public static let chunkCacheBytes = 4 << 20
+
     public func dataset(_ name: String) throws -> H5Dataset {
-        let d = try h5id(H5Dopen2(id, name, ch5_p_default()), "open dataset '\(childPath(name))' in \(fileName)")
+        let dapl = H5Pcreate(ch5_p_dataset_access())
+        defer { if dapl >= 0 { H5Pclose(dapl) } }
+        if dapl >= 0 { _ = H5Pset_chunk_cache(dapl, 12_421, H5Group.chunkCacheBytes, 1.0) }
+        let d = try h5id(H5Dopen2(id, name, dapl >= 0 ? dapl : ch5_p_default()),
+                         "open dataset '\(childPath(name))' in \(fileName)")
         return try H5Dataset(id: d, path: childPath(name), fileName: fileName, parallelFile: parallelFile)
     }
 

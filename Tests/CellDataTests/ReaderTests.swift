@@ -163,3 +163,33 @@ final class LegacyExprsTests: XCTestCase {
         XCTAssertEqual(s.obs["n_genes"], .numeric((0..<7).map { Double($0) }))
     }
 }
+
+final class RawCountsTests: XCTestCase {
+    /// Counts from raw/X take var from raw/var (raw may hold more genes than X).
+    func testRawXWithRawVar() throws {
+        let m = TestFiles.counts(rows: 8, cols: 4)
+        let rawM = TestFiles.counts(rows: 8, cols: 6, seed: 9)
+        let p = TestFiles.path("raw.h5ad")
+        try TestFiles.writeH5ad(p, m) { root in
+            let raw = try root.createGroup("raw")
+            try TestFiles.setEnc(raw, "raw", "0.1.0")
+            let x = try raw.writeDataset("X", rawM.flatMap { $0 }, shape: [8, 6])
+            try TestFiles.setEnc(x, "array", "0.2.0")
+            let v = try raw.createGroup("var")
+            try TestFiles.setEnc(v, "dataframe", "0.2.0")
+            try v.setAttribute("_index", "_index")
+            try v.setAttribute("column-order", [String]())
+            try v.writeStrings("_index", (0..<6).map { "R\($0)" })
+        }
+        var o = ReadOptions(); o.counts = .raw
+        let s = try CellReader.read(p, comm: Communicator.world, options: o)
+        XCTAssertEqual(s.nVars, 6)
+        XCTAssertEqual(s.denseRows(), rawM.flatMap { $0 })
+        XCTAssertEqual(s.vars.index, (0..<6).map { "R\($0)" })
+        XCTAssertEqual(s.source.matrixPath, "raw/X")
+        let sf = try Preprocess.sizeFactors(s, comm: Communicator.world)
+        let lib = Preprocess.librarySizes(s).sorted()
+        let median = (lib[3] + lib[4]) / 2
+        XCTAssertEqual(Double(sf[0]), Preprocess.librarySizes(s)[0] / median, accuracy: 1e-6)
+    }
+}
