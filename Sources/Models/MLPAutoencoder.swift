@@ -27,6 +27,7 @@ public final class MLPAutoencoder: TrainingTask {
     }
 
     public func loss(rows: [Int], context: StepContext, tape: Tape) throws -> (loss: Var, terms: [Float]) {
+        if rows.isEmpty { return (tape.constant(Tensor.scalar(0)), []) }
         let xb = data.gatherRows(rows)
         var h = layers[0](xb, tape)
         for l in layers.dropFirst() { h = l(h, tape) }

@@ -9,8 +9,10 @@ public protocol TrainingTask: AnyObject {
     var store: ParameterStore { get }
     /// Names of the loss terms `loss` reports (the same on every rank), for logs.
     var lossTermNames: [String] { get }
-    /// Records on `tape` the loss of this rank's cells `rows` (local row indices, never empty) as the
-    /// MEAN over those rows, and returns it with the named terms (also means over `rows`).
+    /// Records on `tape` the loss of this rank's cells `rows` (local row indices) as the MEAN over
+    /// those rows, and returns it with the named terms (also means over `rows`). `rows` may be empty
+    /// on some ranks in some steps: the task must still make the same collective calls as on the
+    /// other ranks, and may return any value (it is then ignored).
     func loss(rows: [Int], context: StepContext, tape: Tape) throws -> (loss: Var, terms: [Float])
     /// Per-epoch hooks (refresh bank neighbours, recompute targets, pseudo-labels, …). Collective:
     /// called on every rank.
@@ -263,11 +265,13 @@ public final class Trainer {
             } else {
                 tape.onParameterGradientReady = nil
             }
-            if chunk.isEmpty {
+            // The task is called even with no rows here, so that collectives inside it (memory-bank
+            // retrieval, global statistics) are entered by every rank alike.
+            let ctx = StepContext(epoch: epoch, step: stepInEpoch, globalStep: globalStep, microBatch: mb, seed: config.seed)
+            let (lossVar, terms) = try task.loss(rows: chunk, context: ctx, tape: tape)
+            if chunk.isEmpty || !tape.requiresGrad(lossVar) {
                 store.zeroGrad()
             } else {
-                let ctx = StepContext(epoch: epoch, step: stepInEpoch, globalStep: globalStep, microBatch: mb, seed: config.seed)
-                let (lossVar, terms) = try task.loss(rows: chunk, context: ctx, tape: tape)
                 let w = Double(chunk.count) / batch
                 sums[0] += w * Double(tape.value(lossVar).scalar)
                 for (i, t) in terms.prefix(nTerms).enumerated() { sums[1 + i] += w * Double(t) }
