@@ -4,6 +4,7 @@
   celldata_fixtures.py bad DIR          write one small file per bad-input case into DIR
   celldata_fixtures.py check IN OUT     check OUT (written by `syncytium preprocess`) against IN with anndata
   celldata_fixtures.py simcheck FILE    check a `syncytium simulate` output with anndata
+  celldata_fixtures.py close A B TOL    obsm['X_syncytium'] of A and B agree to TOL (relative)
 """
 import shutil
 import sys
@@ -105,6 +106,16 @@ def check(inp, out):
     print(f"ok {out}: {b.n_obs} cells, obs {list(b.obs.columns)}, X_syncytium {emb.shape}")
 
 
+def close(a_path, b_path, tol):
+    """obsm['X_syncytium'] of two outputs agree to tol relative to its largest magnitude."""
+    a = ad.read_h5ad(a_path).obsm["X_syncytium"]
+    b = ad.read_h5ad(b_path).obsm["X_syncytium"]
+    assert a.shape == b.shape, f"{a.shape} vs {b.shape}"
+    err = float(np.abs(a - b).max() / max(np.abs(a).max(), 1e-30))
+    assert err <= tol, f"max relative difference {err:.2e} > {tol}"
+    print(f"ok: X_syncytium agrees to {err:.2e}")
+
+
 def simcheck(path):
     a = ad.read_h5ad(path)
     x = a.X
@@ -121,6 +132,8 @@ if __name__ == "__main__":
         bad(sys.argv[2])
     elif cmd == "check":
         check(sys.argv[2], sys.argv[3])
+    elif cmd == "close":
+        close(sys.argv[2], sys.argv[3], float(sys.argv[4]))
     elif cmd == "simcheck":
         simcheck(sys.argv[2])
     else:

@@ -73,6 +73,15 @@ if [ -e "$f" ]; then
     else bad "preprocess --permute-seed: outputs differ or missing"; fi
 fi
 
+# 2b. Distributed PCA: the same components on 1 and 3 ranks up to reassociation (not bitwise).
+f="$DATA/worm_neuron.h5ad"
+if [ -e "$f" ]; then
+    run 1 preprocess "$f" "$WORK/pca1.h5ad" --pca 30 >/dev/null 2>&1
+    run 3 preprocess "$f" "$WORK/pca3.h5ad" --pca 30 >/dev/null 2>&1
+    if "${PY[@]}" close "$WORK/pca1.h5ad" "$WORK/pca3.h5ad" 1e-4 > "$WORK/py" 2>&1; then ok "pca on 1 vs 3 ranks: $(tail -1 "$WORK/py")"
+    else bad "pca on 1 vs 3 ranks: $(tail -1 "$WORK/py")"; fi
+fi
+
 # 3. Simulation: identical on 1 and 3 ranks, readable by anndata.
 run 1 simulate "$WORK/sim1.h5ad" --cells 3000 --genes 400 --types 6 --rare-types 1 --batches 3 >/dev/null 2>&1
 run 3 simulate "$WORK/sim3.h5ad" --cells 3000 --genes 400 --types 6 --rare-types 1 --batches 3 >/dev/null 2>&1

@@ -131,6 +131,11 @@ public struct CellShard: Sendable {
         self.colIdx = colIdx; self.values = values; self.obs = obs; self.vars = vars; self.source = source
     }
 
+    /// Gene symbols: var['feature_name'] (CELLxGENE) when present, else the var index.
+    public var geneNames: [String] { vars["feature_name"]?.stringValues ?? vars.index }
+    /// Gene ids: var['gene_ids'] (scanpy/10x) or var['gene_id'], else the var index.
+    public var geneIDs: [String] { (vars["gene_ids"] ?? vars["gene_id"])?.stringValues ?? vars.index }
+
     /// Local row i as (column, value) pairs.
     public func row(_ i: Int) -> (cols: ArraySlice<Int32>, vals: ArraySlice<Float>) {
         let a = Int(rowPtr[i]), b = Int(rowPtr[i + 1])

@@ -19,7 +19,7 @@ extension Preprocess {
     /// Columns are centred with their global means first. Every rank gets the same components;
     /// coordinates agree across rank counts to floating-point reassociation (~1e-5), not bitwise.
     public static func pca(_ x: inout [Float], localRows: Int, nVars: Int, nComps: Int, nObs: Int,
-                           iterations: Int = 6, oversampling: Int = 10, seed: UInt64 = 0,
+                           iterations: Int = 16, oversampling: Int = 30, seed: UInt64 = 0,
                            comm: Communicator) throws -> PCAResult {
         let k = Swift.min(nComps, nVars, nObs)
         let l = Swift.min(k + oversampling, nVars)
