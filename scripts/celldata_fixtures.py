@@ -4,6 +4,7 @@
   celldata_fixtures.py bad DIR          write one small file per bad-input case into DIR
   celldata_fixtures.py check IN OUT     check OUT (written by `syncytium preprocess`) against IN with anndata
   celldata_fixtures.py simcheck FILE    check a `syncytium simulate` output with anndata
+  celldata_fixtures.py graphclose A B TOL  obsp graphs of A and B agree
   celldata_fixtures.py close A B TOL    obsm['X_syncytium'] of A and B agree to TOL (relative)
 """
 import shutil
@@ -116,6 +117,20 @@ def close(a_path, b_path, tol):
     print(f"ok: X_syncytium agrees to {err:.2e}")
 
 
+def graphclose(a_path, b_path, tol):
+    """obsp graphs of two outputs: same sparsity, values within tol; distances k per row."""
+    a, b = ad.read_h5ad(a_path), ad.read_h5ad(b_path)
+    for key in ("connectivities", "distances"):
+        x, y = a.obsp[key].tocsr(), b.obsp[key].tocsr()
+        assert (x != 0).astype(int).sum() == (y != 0).astype(int).sum(), f"{key}: nnz differ"
+        assert abs((x != 0).astype(int) - (y != 0).astype(int)).sum() == 0, f"{key}: sparsity differs"
+        err = abs(x - y).max()
+        assert err <= tol, f"{key}: max difference {err:.2e} > {tol}"
+    c = a.obsp["connectivities"]
+    assert abs(c - c.T).max() == 0, "connectivities not symmetric"
+    print(f"ok: obsp graphs agree ({a.obsp['distances'].nnz} distances)")
+
+
 def simcheck(path):
     a = ad.read_h5ad(path)
     x = a.X
@@ -134,6 +149,8 @@ if __name__ == "__main__":
         check(sys.argv[2], sys.argv[3])
     elif cmd == "close":
         close(sys.argv[2], sys.argv[3], float(sys.argv[4]))
+    elif cmd == "graphclose":
+        graphclose(sys.argv[2], sys.argv[3], float(sys.argv[4]))
     elif cmd == "simcheck":
         simcheck(sys.argv[2])
     else:

@@ -25,14 +25,29 @@ public indirect enum UnsValue: Sendable, Equatable {
     }
 }
 
-/// A kNN graph over all cells, this rank's rows (CSR, columns are global cell ids).
-public struct ResultGraph: Sendable {
+/// Rows of a sparse cells × cells matrix a rank owns (CSR, columns are global cell ids), in the
+/// order of the shard's rows.
+public struct SparseRows: Sendable {
     public var rowPtr: [Int64]
     public var colIdx: [Int32]
-    public var connectivities: [Float]
-    public var distances: [Float]
+    public var values: [Float]
+    public init(rowPtr: [Int64], colIdx: [Int32], values: [Float]) {
+        self.rowPtr = rowPtr; self.colIdx = colIdx; self.values = values
+    }
+}
+
+/// A cell graph for obsp: connectivities (e.g. symmetrised UMAP weights) and distances (the
+/// directed kNN distances), each with its own sparsity, as scanpy stores them.
+public struct ResultGraph: Sendable {
+    public var connectivities: SparseRows
+    public var distances: SparseRows
+    public init(connectivities: SparseRows, distances: SparseRows) {
+        self.connectivities = connectivities; self.distances = distances
+    }
+    /// Both matrices on one sparsity pattern.
     public init(rowPtr: [Int64], colIdx: [Int32], connectivities: [Float], distances: [Float]) {
-        self.rowPtr = rowPtr; self.colIdx = colIdx; self.connectivities = connectivities; self.distances = distances
+        self.connectivities = SparseRows(rowPtr: rowPtr, colIdx: colIdx, values: connectivities)
+        self.distances = SparseRows(rowPtr: rowPtr, colIdx: colIdx, values: distances)
     }
 }
 
@@ -90,8 +105,9 @@ public enum CellWriter {
                                     problem: "\(e.count) values for \(s.localRows) rows × \(req.embeddingDim)",
                                     fix: "pass localRows × embeddingDim values")
             }
-            if let g = req.graph, g.rowPtr.count != s.localRows + 1 || g.colIdx.count != g.distances.count
-                || g.colIdx.count != g.connectivities.count {
+            if let g = req.graph, [g.connectivities, g.distances].contains(where: {
+                $0.rowPtr.count != s.localRows + 1 || $0.colIdx.count != $0.values.count
+                    || Int($0.rowPtr.last ?? 0) != $0.values.count }) {
                 throw CellDataError(file: path, object: "obsp", problem: "graph arrays do not match the local rows",
                                     fix: "pass CSR rows for the local cells")
             }
@@ -108,55 +124,12 @@ public enum CellWriter {
         }
         let nClusters = hasClusters ? Int(try comm.allreduce(value: (req.clusters ?? []).max() ?? -1, op: .max)) + 1 : 0
 
-        // Graph row offsets need every row's length (global, by row id).
-        var graphNNZ: Int64 = 0
-        var entryRuns: [Range<Int>] = []
-        var indptrRuns: [Range<Int>] = []
-        var indptrValues: [Int64] = []
-        if hasGraph, let g = req.graph {
-            var lens = [Int64](repeating: 0, count: s.nObs)
-            for (i, id) in s.rowIds.enumerated() { lens[Int(id)] = g.rowPtr[i + 1] - g.rowPtr[i] }
-            try comm.allreduce(&lens, op: .sum)
-            var offset = [Int64](repeating: 0, count: s.nObs + 1)
-            for i in 0..<s.nObs { offset[i + 1] = offset[i] + lens[i] }
-            graphNNZ = offset[s.nObs]
-            for (i, id) in s.rowIds.enumerated() {
-                let a = Int(offset[Int(id)]), n = Int(g.rowPtr[i + 1] - g.rowPtr[i])
-                if n == 0 { continue }
-                if let last = entryRuns.last, last.upperBound == a { entryRuns[entryRuns.count - 1] = last.lowerBound..<(a + n) }
-                else { entryRuns.append(a..<(a + n)) }
-            }
-            indptrRuns = rowRuns
-            indptrValues = s.rowIds.map { offset[Int($0)] }
-            if s.rowIds.last == Int64(s.nObs - 1) {
-                indptrRuns[indptrRuns.count - 1] = indptrRuns[indptrRuns.count - 1].lowerBound..<(s.nObs + 1)
-                indptrValues.append(graphNNZ)
-            }
-        }
-
-        // X offsets: like the graph, every row's start needs all rows' lengths.
-        var xNNZ: Int64 = 0
-        var xEntryRuns: [Range<Int>] = [], xIndptrRuns: [Range<Int>] = [], xIndptr: [Int64] = []
-        if req.includeX {
-            var lens = [Int64](repeating: 0, count: s.nObs)
-            for (i, id) in s.rowIds.enumerated() { lens[Int(id)] = s.rowPtr[i + 1] - s.rowPtr[i] }
-            try comm.allreduce(&lens, op: .sum)
-            var offset = [Int64](repeating: 0, count: s.nObs + 1)
-            for i in 0..<s.nObs { offset[i + 1] = offset[i] + lens[i] }
-            xNNZ = offset[s.nObs]
-            for (i, id) in s.rowIds.enumerated() {
-                let a = Int(offset[Int(id)]), n = Int(s.rowPtr[i + 1] - s.rowPtr[i])
-                if n == 0 { continue }
-                if let last = xEntryRuns.last, last.upperBound == a { xEntryRuns[xEntryRuns.count - 1] = last.lowerBound..<(a + n) }
-                else { xEntryRuns.append(a..<(a + n)) }
-            }
-            xIndptrRuns = rowRuns
-            xIndptr = s.rowIds.map { offset[Int($0)] }
-            if s.rowIds.last == Int64(s.nObs - 1) {
-                xIndptrRuns[xIndptrRuns.count - 1] = xIndptrRuns[xIndptrRuns.count - 1].lowerBound..<(s.nObs + 1)
-                xIndptr.append(xNNZ)
-            }
-        }
+        // Sparse row blocks (X, graphs): every row's start offset needs all rows' lengths.
+        let xPlan = req.includeX ? try SparsePlan(rowPtr: s.rowPtr, rowIds: s.rowIds, nObs: s.nObs, rowRuns: rowRuns, comm: comm) : nil
+        let connPlan = hasGraph ? try SparsePlan(rowPtr: req.graph!.connectivities.rowPtr, rowIds: s.rowIds, nObs: s.nObs,
+                                                 rowRuns: rowRuns, comm: comm) : nil
+        let distPlan = hasGraph ? try SparsePlan(rowPtr: req.graph!.distances.rowPtr, rowIds: s.rowIds, nObs: s.nObs,
+                                                 rowRuns: rowRuns, comm: comm) : nil
 
         // Phase A: all ranks, MPI-IO, collective writes of the numeric datasets.
         try agreeing(comm) {
@@ -167,14 +140,9 @@ public enum CellWriter {
             }
             // Objects opened inside the closure are released before the (collective) close.
             try { () throws -> Void in
-                if req.includeX {
-                    let x = try f.root.createGroup("X")
-                    let chunk = req.xCompression == nil ? nil : [Swift.max(1, Swift.min(Int(xNNZ), 1 << 18))]
-                    try x.createDataset("data", of: Float.self, shape: [Int(xNNZ)], chunk: chunk, gzip: req.xCompression)
-                        .write(s.values, runs: xEntryRuns)
-                    try x.createDataset("indices", of: Int32.self, shape: [Int(xNNZ)], chunk: chunk, gzip: req.xCompression)
-                        .write(s.colIdx, runs: xEntryRuns)
-                    try x.createDataset("indptr", of: Int64.self, shape: [s.nObs + 1]).write(xIndptr, runs: xIndptrRuns)
+                if let plan = xPlan {
+                    try plan.write(into: try f.root.createGroup("X"), values: s.values, colIdx: s.colIdx,
+                                   nObs: s.nObs, gzip: req.xCompression)
                 }
             let obs = try f.root.createGroup("obs")
             for name in s.obs.columnNames where name != "syncytium_cluster" {
@@ -196,14 +164,12 @@ public enum CellWriter {
                     .write(req.embedding ?? [], runs: rowRuns)
             }
             let obsp = try f.root.createGroup("obsp")
-            if hasGraph {
+            if hasGraph, let cp = connPlan, let dp = distPlan {
                 let g = req.graph!
-                for (name, vals) in [("connectivities", g.connectivities), ("distances", g.distances)] {
-                    let m = try obsp.createGroup(name)
-                    try m.createDataset("data", of: Float.self, shape: [Int(graphNNZ)]).write(vals, runs: entryRuns)
-                    try m.createDataset("indices", of: Int32.self, shape: [Int(graphNNZ)]).write(g.colIdx, runs: entryRuns)
-                    try m.createDataset("indptr", of: Int64.self, shape: [s.nObs + 1]).write(indptrValues, runs: indptrRuns)
-                }
+                try cp.write(into: try obsp.createGroup("connectivities"), values: g.connectivities.values,
+                             colIdx: g.connectivities.colIdx, nObs: s.nObs, gzip: nil)
+                try dp.write(into: try obsp.createGroup("distances"), values: g.distances.values,
+                             colIdx: g.distances.colIdx, nObs: s.nObs, gzip: nil)
             }
                 for name in ["var", "uns", "layers", "varm", "varp"] { _ = try f.root.createGroup(name) }
             }()
@@ -375,5 +341,42 @@ public enum CellWriter {
         let u = try root.group("uns")
         try enc(u, "dict", "0.1.0")
         if !uns.isEmpty { try writeUns(u, [("syncytium", .dict(uns))]) }
+    }
+}
+
+/// Where a rank's sparse rows go in a global CSR (data/indices/indptr), computed collectively.
+struct SparsePlan {
+    var nnz: Int64
+    var entryRuns: [Range<Int>] = []
+    var indptrRuns: [Range<Int>] = []
+    var indptr: [Int64] = []
+
+    init(rowPtr: [Int64], rowIds: [Int64], nObs: Int, rowRuns: [Range<Int>], comm: Communicator) throws {
+        var lens = [Int64](repeating: 0, count: nObs)
+        for (i, id) in rowIds.enumerated() { lens[Int(id)] = rowPtr[i + 1] - rowPtr[i] }
+        try comm.allreduce(&lens, op: .sum)
+        var offset = [Int64](repeating: 0, count: nObs + 1)
+        for i in 0..<nObs { offset[i + 1] = offset[i] + lens[i] }
+        nnz = offset[nObs]
+        for (i, id) in rowIds.enumerated() {
+            let a = Int(offset[Int(id)]), n = Int(rowPtr[i + 1] - rowPtr[i])
+            if n == 0 { continue }
+            if let last = entryRuns.last, last.upperBound == a { entryRuns[entryRuns.count - 1] = last.lowerBound..<(a + n) }
+            else { entryRuns.append(a..<(a + n)) }
+        }
+        indptrRuns = rowRuns
+        indptr = rowIds.map { offset[Int($0)] }
+        if rowIds.last == Int64(nObs - 1) {
+            indptrRuns[indptrRuns.count - 1] = indptrRuns[indptrRuns.count - 1].lowerBound..<(nObs + 1)
+            indptr.append(nnz)
+        }
+    }
+
+    /// Collective: creates data/indices/indptr in `g` and writes this rank's part.
+    func write(into g: H5Group, values: [Float], colIdx: [Int32], nObs: Int, gzip: Int?) throws {
+        let chunk = gzip == nil ? nil : [Swift.max(1, Swift.min(Int(nnz), 1 << 18))]
+        try g.createDataset("data", of: Float.self, shape: [Int(nnz)], chunk: chunk, gzip: gzip).write(values, runs: entryRuns)
+        try g.createDataset("indices", of: Int32.self, shape: [Int(nnz)], chunk: chunk, gzip: gzip).write(colIdx, runs: entryRuns)
+        try g.createDataset("indptr", of: Int64.self, shape: [nObs + 1]).write(indptr, runs: indptrRuns)
     }
 }

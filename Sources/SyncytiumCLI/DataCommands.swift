@@ -2,6 +2,8 @@ import ArgumentParser
 import CellData
 import Collectives
 import Foundation
+import Neighbors
+import TensorCore
 
 /// Runs a data command on every rank. Errors from CellData are agreed across ranks, so every
 /// rank leaves with exit code 1 and rank 0 prints the one-line message; anything else aborts.
@@ -151,6 +153,7 @@ struct PreprocessCommand: ParsableCommand {
     @Option(help: "HVG flavour: seurat, cell_ranger (log data) or seurat_v3 (raw counts).") var flavor = "seurat"
     @Option(help: "Clip scaled values to ±this.") var maxValue: Float = 10
     @Option(help: "Columns of obsm['X_syncytium'] (scaled values of the first HVGs).") var embeddingGenes = 50
+    @Option(help: "Also write obsp connectivities (UMAP weights) and distances of the exact k-nearest-neighbour graph on obsm['X_syncytium'].") var neighbors: Int?
     @Option(help: "Put this many distributed-PCA components in obsm['X_syncytium'] instead (coordinates agree across rank counts to ~1e-5, not bitwise).") var pca: Int?
     @Option(help: "Copy this obs categorical's codes into obs['syncytium_cluster'].") var clustersFrom: String?
     @Option(help: "Give ranks a seeded random subset of cells instead of contiguous slabs.") var permuteSeed: UInt64?
@@ -209,6 +212,26 @@ struct PreprocessCommand: ParsableCommand {
             var req = WriteRequest(shard: s)
             req.embedding = emb
             req.embeddingDim = d
+            if let k = neighbors, k > 0 {
+                try agreeing(comm) {
+                    if permuteSeed != nil {
+                        throw CellDataError(file: input, object: "--neighbors", problem: "needs contiguous row shards",
+                                            fix: "drop --permute-seed when writing a graph")
+                    }
+                    if k >= s.nObs {
+                        throw CellDataError(file: input, object: "--neighbors", problem: "k = \(k) but only \(s.nObs) cells",
+                                            fix: "pick k < the number of cells")
+                    }
+                }
+                let knn = try ExactKNN.build(Tensor(rows: s.localRows, cols: d, values: emb), k: k, comm: comm)
+                let layout = try RowLayout(comm: comm, localCount: s.localRows)
+                let conn = try Connectivities.umap(knn, layout: layout, comm: comm)
+                let dist = GraphShard(knn: knn)
+                func rows(_ g: GraphShard) -> SparseRows {
+                    SparseRows(rowPtr: g.rowPtr, colIdx: g.cols.map { Int32($0) }, values: g.values)
+                }
+                req.graph = ResultGraph(connectivities: rows(conn), distances: rows(dist))
+            }
             if let k = clustersFrom {
                 guard case .categorical(let codes, _, _)? = s.obs[k] else {
                     throw CellDataError(file: input, object: "obs/\(k)", problem: "not a categorical column",
