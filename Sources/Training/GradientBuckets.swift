@@ -50,6 +50,8 @@ public final class GradientBuckets {
         while launched < buckets.count && ready[launched] >= buckets[launched].count {
             try launch(launched); launched += 1; launchedEarly += 1
         }
+        // MPI progresses nonblocking collectives only inside MPI calls: poke the ones in flight.
+        for r in requests { _ = try r.test() }
     }
 
     /// Starts the buckets not yet started, waits for every one.

@@ -104,6 +104,12 @@ public final class Trainer {
     public var producer = "syncytium"
     /// Called after each step with (globalStep, loss, terms) on every rank.
     public var onStep: ((Int, Double, [Double]) -> Void)?
+    /// Benchmarks only: when false, steps skip every collective (each rank trains alone on its cells),
+    /// which gives the compute-only time of the same step.
+    public var communicate = true
+    /// Set (identically on every rank) by a task's `epochDidEnd` to end the run as completed after
+    /// this epoch's checkpoint, e.g. when a convergence criterion is met.
+    public var finishRequested = false
 
     private let tape = Tape()
     private let buckets: GradientBuckets
@@ -235,6 +241,12 @@ public final class Trainer {
             if config.checkpointDirectory != nil && (epoch % max(config.checkpointEveryEpochs, 1) == 0 || epoch == config.epochs) {
                 try writeCheckpoint()
             }
+            if finishRequested {
+                if config.checkpointDirectory != nil && epoch % max(config.checkpointEveryEpochs, 1) != 0 && epoch != config.epochs {
+                    try writeCheckpoint()
+                }
+                return .completed
+            }
         }
         return .completed
     }
@@ -245,13 +257,13 @@ public final class Trainer {
         let store = task.store
         let rows = sampler.localRows(epoch: epoch, step: stepInEpoch)
         // Cells of this global batch that exist (ids may have gaps): one small allreduce.
-        let batch = Double(try comm.allreduce(value: Int64(rows.count), op: .sum))
+        let batch = communicate ? Double(try comm.allreduce(value: Int64(rows.count), op: .sum)) : Double(rows.count)
         guard batch > 0 else { return (0, [Double](repeating: 0, count: task.lossTermNames.count)) }
         let k = max(1, config.accumulation)
         let nTerms = task.lossTermNames.count
         var sums = [Double](repeating: 0, count: 1 + nTerms)
         buckets.beginStep()
-        let overlap = config.overlap && k == 1 && comm.size > 1
+        let overlap = config.overlap && k == 1 && comm.size > 1 && communicate
         for mb in 0..<k {
             let lo = rows.count * mb / k, hi = rows.count * (mb + 1) / k
             let chunk = Array(rows[lo..<hi])
@@ -287,7 +299,7 @@ public final class Trainer {
         }
         tape.onParameterGradientReady = nil
         let tw = Communicator.time()
-        if comm.size > 1 {
+        if comm.size > 1 && communicate {
             if overlap { try buckets.finish() } else {
                 try comm.allreduce(UnsafeMutableBufferPointer(start: store.gradsPointer, count: store.count), op: .sum)
             }
