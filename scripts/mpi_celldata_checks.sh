@@ -83,11 +83,12 @@ if [ -e "$f" ]; then
 fi
 
 # 2c. kNN graph in obsp (collective writes of rows with different lengths): same graph on 1 and 3 ranks.
+# On PCA coordinates: on raw scaled genes many cells tie (identical rows) and tie-breaking is blocking-dependent.
 f="$DATA/pbmc_10x_4k_top2000.h5ad"
 if [ -e "$f" ]; then
-    run 1 preprocess "$f" "$WORK/nn1.h5ad" --neighbors 15 --clusters-from cell_type >/dev/null 2>&1
-    run 3 preprocess "$f" "$WORK/nn3.h5ad" --neighbors 15 --clusters-from cell_type >/dev/null 2>&1
-    if "${PY[@]}" graphclose "$WORK/nn1.h5ad" "$WORK/nn3.h5ad" 1e-4 > "$WORK/py" 2>&1 \
+    run 1 preprocess "$f" "$WORK/nn1.h5ad" --pca 30 --neighbors 15 --clusters-from cell_type >/dev/null 2>&1
+    run 3 preprocess "$f" "$WORK/nn3.h5ad" --pca 30 --neighbors 15 --clusters-from cell_type >/dev/null 2>&1
+    if "${PY[@]}" graphclose "$WORK/nn1.h5ad" "$WORK/nn3.h5ad" 1e-3 > "$WORK/py" 2>&1 \
         && "${PY[@]}" check "$f" "$WORK/nn3.h5ad" >> "$WORK/py" 2>&1; then ok "neighbors graph on 1 vs 3 ranks: $(head -1 "$WORK/py")"
     else bad "neighbors graph on 1 vs 3 ranks: $(tail -1 "$WORK/py")"; fi
 fi
