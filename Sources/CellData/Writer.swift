@@ -131,8 +131,13 @@ public enum CellWriter {
         let distPlan = hasGraph ? try SparsePlan(rowPtr: req.graph!.distances.rowPtr, rowIds: s.rowIds, nObs: s.nObs,
                                                  rowRuns: rowRuns, comm: comm) : nil
 
-        // Phase A: all ranks, MPI-IO, collective writes of the numeric datasets.
-        try agreeing(comm) {
+        // Phase A: all ranks, MPI-IO, collective writes of the numeric datasets. On failure the
+        // temporary file is removed so no partial output is left behind.
+        do { try phaseA() } catch {
+            if comm.rank == 0 { unlink(tmp) }
+            throw error
+        }
+        func phaseA() throws { try agreeing(comm) {
             let f: H5File
             do { f = try H5File.create(tmp, parallel: true) } catch {
                 throw CellDataError(file: path, object: "output", problem: "cannot create \(tmp) (\(error))",
@@ -174,7 +179,7 @@ public enum CellWriter {
                 for name in ["var", "uns", "layers", "varm", "varp"] { _ = try f.root.createGroup(name) }
             }()
             try f.close()
-        }
+        } }
 
         // Strings and booleans travel to rank 0 (variable-length strings cannot be written in parallel).
         let gathered = try gatherStringColumns(s, comm: comm)
@@ -208,16 +213,20 @@ public enum CellWriter {
         var bools: [String: [Bool]] = [:]
     }
 
-    /// On rank 0: obs index and string/bool columns of all cells in global row order.
+    /// On rank 0: obs index and string/bool columns of all cells in global row order. Only rank 0
+    /// receives them (an all-to-all whose only non-empty blocks go to rank 0).
     static func gatherStringColumns(_ s: CellShard, comm: Communicator) throws -> Gathered {
-        let ids = try comm.allgatherv(s.rowIds).values
+        func toRoot<T: CollectiveScalar>(_ v: [T]) throws -> [T] {
+            var counts = [Int](repeating: 0, count: comm.size)
+            counts[0] = v.count
+            return try comm.alltoallv(v, sendCounts: counts).values
+        }
+        let ids = try toRoot(s.rowIds)
         var order = Array(0..<ids.count)
         order.sort { ids[$0] < ids[$1] }
         func gatherStrings(_ v: [String]) throws -> [String] {
-            let bytes = v.flatMap { Array($0.utf8) }
-            let lens = v.map { Int64($0.utf8.count) }
-            let allLens = try comm.allgatherv(lens).values
-            let allBytes = try comm.allgatherv(bytes).values
+            let allLens = try toRoot(v.map { Int64($0.utf8.count) })
+            let allBytes = try toRoot(v.flatMap { Array($0.utf8) })
             guard comm.rank == 0 else { return [] }
             var out: [String] = []
             out.reserveCapacity(allLens.count)
@@ -231,7 +240,7 @@ public enum CellWriter {
             switch s.obs[name]! {
             case .strings(let v): g.strings[name] = try gatherStrings(v)
             case .bools(let v):
-                let all = try comm.allgatherv(v.map { UInt8($0 ? 1 : 0) }).values
+                let all = try toRoot(v.map { UInt8($0 ? 1 : 0) })
                 g.bools[name] = comm.rank == 0 ? order.map { all[$0] != 0 } : []
             default: break
             }
