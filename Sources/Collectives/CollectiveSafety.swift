@@ -5,7 +5,7 @@ import Glibc
 
 /// Which collective a rank is entering; part of the signature compared across ranks.
 public enum CollectiveOp: Int64, Sendable, CustomStringConvertible {
-    case barrier = 1, broadcast, allreduce, iallreduce, allgather, allgatherv, alltoallv
+    case barrier = 1, broadcast, allreduce, iallreduce, allgather, allgatherv, alltoallv, reduceScatter
     public var description: String {
         switch self {
         case .barrier: return "barrier"
@@ -15,6 +15,7 @@ public enum CollectiveOp: Int64, Sendable, CustomStringConvertible {
         case .allgather: return "allgather"
         case .allgatherv: return "allgatherv"
         case .alltoallv: return "alltoallv"
+        case .reduceScatter: return "reduceScatter"
         }
     }
 }

@@ -358,6 +358,36 @@ public final class Communicator: @unchecked Sendable {
         return (out, rc.map(Int.init))
     }
 
+    // MARK: Reduce-scatter and in-place allgather (sharded optimiser steps)
+
+    /// Sums `send` over all ranks and leaves on each rank only its block: rank r receives elements
+    /// [Σ_{i<r} counts[i], Σ_{i≤r} counts[i]) of the reduced buffer in `receive` (counts[r] elements).
+    public func reduceScatter<T: CollectiveScalar>(_ send: UnsafeBufferPointer<T>, into receive: UnsafeMutableBufferPointer<T>,
+                                                   counts: [Int], op: ReduceOp) throws {
+        guard counts.count == size, counts.reduce(0, +) == send.count, receive.count >= counts[rank],
+              send.count <= maxCount else {
+            throw CollectiveUsageError("reduceScatter: \(counts.count) counts summing to \(counts.reduce(0, +)) for a buffer of \(send.count) on \(size) ranks")
+        }
+        try enter(.reduceScatter, T.scalarKind, count: send.count)
+        let c32 = counts.map { Int32($0) }
+        try check(MPI_Reduce_scatter(send.baseAddress, receive.baseAddress, c32, T.scalarKind.datatype, op.op, comm),
+                  "MPI_Reduce_scatter")
+    }
+
+    /// In place: rank r's block [offset_r, offset_r + counts[r]) of `buffer` is sent to every rank, so
+    /// that afterwards every rank holds every block.
+    public func allgatherInPlace<T: CollectiveScalar>(_ buffer: UnsafeMutableBufferPointer<T>, counts: [Int]) throws {
+        guard counts.count == size, counts.reduce(0, +) == buffer.count, buffer.count <= maxCount else {
+            throw CollectiveUsageError("allgatherInPlace: \(counts.count) counts summing to \(counts.reduce(0, +)) for a buffer of \(buffer.count)")
+        }
+        try enter(.allgather, T.scalarKind, count: buffer.count)
+        var displs = [Int32](repeating: 0, count: size)
+        for i in 1..<Swift.max(size, 1) where i < size { displs[i] = displs[i - 1] + Int32(counts[i - 1]) }
+        let c32 = counts.map { Int32($0) }
+        try check(MPI_Allgatherv(cmpi_in_place(), 0, T.scalarKind.datatype, buffer.baseAddress, c32, displs,
+                                 T.scalarKind.datatype, comm), "MPI_Allgatherv(in place)")
+    }
+
     // MARK: Point to point
 
     /// Starts sending `buffer` to `dest`; keep the buffer alive and unchanged until the request completes.

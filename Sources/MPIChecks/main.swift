@@ -139,6 +139,26 @@ run("Int32") { try typedChecks(Int32.self) { Int32($0) } }
 run("Int64") { try typedChecks(Int64.self) { Int64($0) } }
 run("UInt8") { try typedChecks(UInt8.self) { UInt8($0 % 256) } }
 
+run("reduce-scatter and in-place allgather") {
+    // Uneven blocks, one of them empty (rank 0's when p > 1).
+    let counts = (0..<p).map { p > 1 && $0 == 0 ? 0 : 3 + 2 * $0 }
+    let n = counts.reduce(0, +)
+    let send = (0..<n).map { Double($0 * (r + 1)) }
+    var got = [Double](repeating: -1, count: max(counts[r], 1))
+    try send.withUnsafeBufferPointer { s in
+        try got.withUnsafeMutableBufferPointer { g in try comm.reduceScatter(s, into: g, counts: counts, op: .sum) }
+    }
+    let lo = counts[0..<r].reduce(0, +)
+    let f = Double(p * (p + 1) / 2)
+    expect((0..<counts[r]).allSatisfy { got[$0] == Double(lo + $0) * f }, "reduceScatter block of rank \(r)")
+    var buf = [Float](repeating: -1, count: n)
+    for i in lo..<(lo + counts[r]) { buf[i] = Float(100 * r + i) }
+    try buf.withUnsafeMutableBufferPointer { try comm.allgatherInPlace($0, counts: counts) }
+    var want: [Float] = []
+    for (q, c) in counts.enumerated() { let o = counts[0..<q].reduce(0, +); for i in o..<(o + c) { want.append(Float(100 * q + i)) } }
+    expect(buf == want, "allgatherInPlace \(buf)")
+}
+
 run("large allreduce") {
     // 3M floats, several MPI internal segments; integers stay exact in Float.
     let n = 3_000_001

@@ -5,6 +5,13 @@ import TensorCore
 public protocol Optimizer: AnyObject {
     /// Applies one update with learning rate `lr` from the store's current gradients.
     func step(lr: Float)
+    /// One update of the parameters in `range` only (a rank's shard in a sharded optimiser step),
+    /// reading their gradients from `gradients` (gradients[0] belongs to parameter range.lowerBound).
+    /// `range.lowerBound` must be a multiple of 16 and `gradients` 64-byte aligned.
+    func step(lr: Float, range: Range<Int>, gradients: UnsafePointer<Float>)
+    /// The per-parameter state buffers (Adam: m, v; SGD: momentum), each `store.count` long — for
+    /// gathering shards of a sharded optimiser before a checkpoint.
+    func stateBuffers() -> [UnsafeMutableBufferPointer<Float>]
     /// Updates done so far.
     var steps: Int { get }
     /// The whole state (step count and moment buffers) as bytes, for checkpoints.
@@ -42,7 +49,12 @@ public final class Adam: Optimizer {
     public var secondMoment: Tensor { Tensor(rows: 1, cols: store.count, storage: v) }
 
     public func step(lr: Float) {
+        step(lr: lr, range: 0..<store.count, gradients: store.gradsPointer)
+    }
+
+    public func step(lr: Float, range: Range<Int>, gradients: UnsafePointer<Float>) {
         precondition(m.count >= store.count, "parameters were added to the store after the optimiser was created")
+        precondition(range.lowerBound % 16 == 0 && range.upperBound <= store.count, "optimiser range \(range) not 16-aligned or out of bounds")
         steps += 1
         let t = Float(steps)
         let b1 = beta1, b2 = beta2
@@ -52,8 +64,9 @@ public final class Adam: Optimizer {
         let e = eps
         let shrink: Float = decoupled ? 1 - lr * weightDecay : 1
         let l2: Float = decoupled ? 0 : weightDecay
-        let p = store.valuesPointer, g = store.gradsPointer, mp = m.pointer, vp = v.pointer
-        let n = store.count
+        let lo = range.lowerBound
+        let p = store.valuesPointer + lo, g = gradients, mp = m.pointer + lo, vp = v.pointer + lo
+        let n = range.count
         // Explicit 16-wide SIMD (the buffers are 64-byte aligned); scalar loop for the tail.
         typealias V = SIMD16<Float>
         let vb1 = V(repeating: b1), vb2 = V(repeating: b2), va1 = V(repeating: 1 - b1), va2 = V(repeating: 1 - b2)
@@ -96,11 +109,16 @@ public final class SGD: Optimizer {
     }
 
     public func step(lr: Float) {
+        step(lr: lr, range: 0..<store.count, gradients: store.gradsPointer)
+    }
+
+    public func step(lr: Float, range: Range<Int>, gradients: UnsafePointer<Float>) {
         steps += 1
-        let p = store.valuesPointer, g = store.gradsPointer, b = buf.pointer
+        let lo = range.lowerBound
+        let p = store.valuesPointer + lo, g = gradients, b = buf.pointer + lo
         let mu = momentum, wd = weightDecay
         let first = steps == 1
-        for i in 0..<store.count {
+        for i in 0..<range.count {
             let gi = g[i] + wd * p[i]
             let bi = first ? gi : mu * b[i] + gi
             b[i] = bi
@@ -190,6 +208,10 @@ enum OptimizerState {
 }
 
 extension Adam {
+    public func stateBuffers() -> [UnsafeMutableBufferPointer<Float>] {
+        [UnsafeMutableBufferPointer(start: momentStorage.m.pointer, count: store.count),
+         UnsafeMutableBufferPointer(start: momentStorage.v.pointer, count: store.count)]
+    }
     public func stateBlob() -> [UInt8] {
         OptimizerState.encode(tag: decoupled ? "adamw" : "adam", steps: steps, buffers: [momentStorage.m, momentStorage.v], count: store.count)
     }
@@ -199,6 +221,9 @@ extension Adam {
 }
 
 extension SGD {
+    public func stateBuffers() -> [UnsafeMutableBufferPointer<Float>] {
+        [UnsafeMutableBufferPointer(start: momentumStorage.pointer, count: store.count)]
+    }
     public func stateBlob() -> [UInt8] {
         OptimizerState.encode(tag: "sgd", steps: steps, buffers: [momentumStorage], count: store.count)
     }

@@ -55,6 +55,10 @@ public struct TrainerConfig: Codable, Sendable, Equatable {
     /// Gradient bucket size (MiB); the first bucket is 1 MiB so communication starts early.
     public var bucketMiB: Double = 4
     public var overlap = true
+    /// Sharded optimiser step (as ZeRO-1 / llm.c): gradients are reduce-scattered, each rank updates
+    /// only its slice of the parameters (and optimiser state), and the slices are allgathered. Same
+    /// communication volume as an allreduce, but the optimiser's work is split over the ranks.
+    public var shardOptimizer = true
     /// Stop (as completed) after this many optimiser steps in all.
     public var maxSteps: Int? = nil
     public var seed: UInt64 = 0
@@ -112,6 +116,10 @@ public final class Trainer {
     public var finishRequested = false
 
     private let tape = Tape()
+    /// Sharded optimiser: element counts per rank (multiples of 16, in order) and this rank's slice.
+    private var shardCounts: [Int] = []
+    private var shardRange: Range<Int> = 0..<0
+    private var shardGrads = TensorStorage(zeroedCount: 0)
     private let buckets: GradientBuckets
     private var accumulator: [Float] = []
     private let progress: ProgressLog
@@ -141,6 +149,14 @@ public final class Trainer {
         let elems = max(1, Int(config.bucketMiB * 1_048_576) / 4)
         buckets = GradientBuckets(store: store, bucketElements: elems, firstBucketElements: min(elems, 262_144), comm: comm)
         progress = try ProgressLog(comm: comm, metricsPath: config.metricsPath.map { URL(fileURLWithPath: $0) })
+        if config.shardOptimizer {
+            let n = store.count, p = comm.size
+            let block = ((n + p - 1) / p + 15) / 16 * 16
+            shardCounts = (0..<p).map { r in max(0, min(n, (r + 1) * block) - min(n, r * block)) }
+            let lo = min(n, comm.rank * block)
+            shardRange = lo..<(lo + shardCounts[comm.rank])
+            shardGrads = TensorStorage(zeroedCount: max(shardCounts[comm.rank], 1))
+        }
         // Identical replicas: rank 0's parameters and buffers everywhere.
         try comm.broadcast(UnsafeMutableBufferPointer(start: store.valuesPointer, count: store.count), root: 0)
         if store.stateCount > 0 {
@@ -192,6 +208,10 @@ public final class Trainer {
         let dir = URL(fileURLWithPath: dirPath)
         let meta = CheckpointMeta(producer: producer, config: config.runConfig, epoch: epoch, stepInEpoch: stepInEpoch,
                                   globalStep: globalStep, ranks: comm.size, seed: config.seed)
+        if config.shardOptimizer && comm.size > 1 {
+            // Each rank's optimiser state is current only on its slice: gather the slices first.
+            for b in optimizer.stateBuffers() { try comm.allgatherInPlace(b, counts: shardCounts) }
+        }
         let blobs = comm.rank == 0 ? ["parameters": task.store.serialized(), "optimizer": optimizer.stateBlob()] : [:]
         try Checkpoint.write(to: dir, meta: meta, blobs: blobs, shards: task.checkpointShards(),
                              keep: config.keepCheckpoints, comm: comm)
@@ -263,7 +283,8 @@ public final class Trainer {
         let nTerms = task.lossTermNames.count
         var sums = [Double](repeating: 0, count: 1 + nTerms)
         buckets.beginStep()
-        let overlap = config.overlap && k == 1 && comm.size > 1 && communicate
+        let sharded = config.shardOptimizer && comm.size > 1 && communicate
+        let overlap = config.overlap && k == 1 && comm.size > 1 && communicate && !sharded
         for mb in 0..<k {
             let lo = rows.count * mb / k, hi = rows.count * (mb + 1) / k
             let chunk = Array(rows[lo..<hi])
@@ -299,15 +320,35 @@ public final class Trainer {
         }
         tape.onParameterGradientReady = nil
         let tw = Communicator.time()
-        if comm.size > 1 && communicate {
-            if overlap { try buckets.finish() } else {
-                try comm.allreduce(UnsafeMutableBufferPointer(start: store.gradsPointer, count: store.count), op: .sum)
-            }
+        var tOpt = tw
+        if sharded {
+            // Reduce-scatter the gradients, update this rank's slice, allgather the parameters.
+            let n = store.count
+            try comm.reduceScatter(UnsafeBufferPointer(start: store.gradsPointer, count: n),
+                                   into: UnsafeMutableBufferPointer(start: shardGrads.pointer, count: shardGrads.count),
+                                   counts: shardCounts, op: .sum)
             try comm.allreduce(&sums, op: .sum)
+            tOpt = Communicator.time()
+            let g = shardGrads.pointer, m = shardRange.count
+            if let c = config.clipNorm {
+                var sq = 0.0
+                for i in 0..<m { sq += Double(g[i]) * Double(g[i]) }
+                let norm = (try comm.allreduce(value: sq, op: .sum)).squareRoot()
+                if norm > Double(c) { let f = Float(Double(c) / (norm + 1e-6)); for i in 0..<m { g[i] *= f } }
+            }
+            optimizer.step(lr: learningRate(at: globalStep), range: shardRange, gradients: g)
+            try comm.allgatherInPlace(UnsafeMutableBufferPointer(start: store.valuesPointer, count: n), counts: shardCounts)
+        } else {
+            if comm.size > 1 && communicate {
+                if overlap { try buckets.finish() } else {
+                    try comm.allreduce(UnsafeMutableBufferPointer(start: store.gradsPointer, count: store.count), op: .sum)
+                }
+                try comm.allreduce(&sums, op: .sum)
+            }
+            tOpt = Communicator.time()
+            if let c = config.clipNorm { _ = clipGradNorm(store, maxNorm: c) }
+            optimizer.step(lr: learningRate(at: globalStep))
         }
-        let tOpt = Communicator.time()
-        if let c = config.clipNorm { _ = clipGradNorm(store, maxNorm: c) }
-        optimizer.step(lr: learningRate(at: globalStep))
         globalStep += 1
         let t1 = Communicator.time()
         timings.steps += 1
