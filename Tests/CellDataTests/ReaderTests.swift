@@ -193,3 +193,15 @@ final class RawCountsTests: XCTestCase {
         XCTAssertEqual(Double(sf[0]), Preprocess.librarySizes(s)[0] / median, accuracy: 1e-6)
     }
 }
+
+final class BridgeTests: XCTestCase {
+    func testShardAsTensorCoreCSR() throws {
+        let m = TestFiles.counts(rows: 9, cols: 5)
+        let p = TestFiles.path("bridge.h5ad")
+        try TestFiles.writeH5ad(p, m)
+        let s = try CellReader.read(p, comm: Communicator.world)
+        let csr = try s.localMatrix()
+        XCTAssertEqual(csr.rows, 9); XCTAssertEqual(csr.cols, 5); XCTAssertEqual(csr.nnz, s.localNNZ)
+        XCTAssertEqual(s.denseTensor().scalars, m.flatMap { $0 })
+    }
+}
