@@ -178,6 +178,10 @@ struct PreprocessCommand: ParsableCommand {
             if let k = clustersFrom { opts.requiredObsKeys = [k] }
             var s = try CellReader.read(input, comm: comm, options: opts)
             let cellsIn = s.nObs, genesIn = s.nVars
+            let nonInteger = s.values.contains { $0 != $0.rounded() }
+            if try comm.allreduce(value: Int32(nonInteger ? 1 : 0), op: .max) == 1 && comm.rank == 0 {
+                writeStderr("warning: \(input): \(source.path): non-integer values, this does not look like raw counts (pass --layer NAME or --raw if the file has them)\n")
+            }
             let zeroLocal = (0..<s.localRows).filter { s.rowPtr[$0 + 1] == s.rowPtr[$0] }.count
             let zeroCells = Int(try comm.allreduce(value: Int64(zeroLocal), op: .sum))
             if zeroCells > 0 && comm.rank == 0 {
