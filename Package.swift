@@ -52,5 +52,6 @@ let package = Package(
         .testTarget(name: "NeighborsTests", dependencies: ["Neighbors", "Collectives", "TensorCore"]),
         .testTarget(name: "ClusteringTests", dependencies: ["Clustering", "Collectives"]),
         .testTarget(name: "CellDataTests", dependencies: ["HDF5IO", "CellData", "Collectives", "TensorCore"]),
+        .testTarget(name: "ModelsTests", dependencies: ["Models", "Training", "Collectives", "TensorCore", "Autograd", "NN", "Neighbors", "Clustering", "CellData"]),
     ]
 )

@@ -1,0 +1,400 @@
+// scNAME (Wan, Chen, Deng 2022): mask-estimation + neighbourhood-contrastive autoencoder with a ZINB
+// decoder and a soft k-means head (MODELS.md §2), as a data-parallel `Model`.
+//
+// Deviations from the reference code (aster-ww/scNAME), each deliberate:
+// - Encoder sharing: `sharedEncoder` (default true, as in the paper's figure) runs the clean and the
+//   corrupted input through ONE encoder+decoder trunk; the reference code builds two independent
+//   weight sets (`sharedEncoder: false` reproduces that). The mask head and the three ZINB heads are
+//   separate layers in both cases (the ZINB heads are one fused 256→3G layer).
+// - Input scaling is folded into the first layer for the clean branch: (X_log ⊘ σ)·W − (μ ⊘ σ)·W, so
+//   the sparse input is never densified; σ is the population standard deviation (zero-variance
+//   genes use σ = 1), no clipping (scanpy `scale` default as in the reference).
+// - VIME corruption: per-entry Bernoulli(p_m) masks and the replacement rows are drawn from a stream
+//   seeded by (seed, epoch, step, global cell id), so a batch is corrupted identically on any rank
+//   count. The replacement value of a masked entry (i, j) is x[s, j] with s uniform over the global
+//   batch (sampling the column with replacement) instead of an explicit per-column permutation:
+//   each masked entry's distribution is the same, and it needs no per-gene permutation state.
+//   The corruption is applied to the log-normalised values before the per-gene scaling.
+// - Keras GaussianNoise(1.5) layers are omitted: the reference session never sets the learning
+//   phase, so they were inactive there.
+// - BCE is computed from logits (exact; Keras clips probabilities at 1e-7).
+// - Size factors are library sizes over the selected genes / their median (the reference uses the
+//   library size before gene selection).
+// - The neighbourhood loss is computed exactly against the bank sharded over ranks (never replicated).
+// - Convergence labels come from the bank at the end of every `updateEpoch`-th fine-tune epoch
+//   (the reference recomputes them after every step, but only compares every update_epoch epochs).
+// - Schedule: the reference trains 500 + 1000 epochs at batch 128, lr 1e-4; the defaults here are
+//   shorter (see `Hyperparameters`), `Hyperparameters.reference` restores the reference schedule.
+// - K is given, or estimated without labels (silhouette on the pretrained bank), never from labels.
+import Autograd
+import Clustering
+import Collectives
+import Foundation
+import NN
+import Neighbors
+import TensorCore
+import Training
+
+public final class SCNAME: Model {
+    public struct Hyperparameters: Codable, Sendable, Equatable {
+        /// Mask probability of the VIME corruption (reference 0.3).
+        public var maskProbability: Float = 0.3
+        /// Positives per cell in the neighbourhood loss (reference 10).
+        public var neighbours = 10
+        /// Temperature of the neighbourhood loss (reference 0.7).
+        public var temperature: Float = 0.7
+        /// Encoder widths after the input (reference [256, 64, 32]).
+        public var dims = [256, 64, 32]
+        /// Weight of the mask loss α (reference 1.0), the neighbourhood loss β (0.1), soft k-means γ (0.1).
+        public var alpha: Float = 1.0
+        public var beta: Float = 0.1
+        public var gamma: Float = 0.1
+        /// Ridge on π in the ZINB loss (reference 1.0).
+        public var ridge: Float = 1.0
+        /// Pretraining and fine-tuning epochs (reference 500 and 1000).
+        public var pretrainEpochs = 40
+        public var epochs = 40
+        /// Convergence check every this many fine-tune epochs (reference 50), tolerance (0.001).
+        public var updateEpoch = 5
+        public var tolerance: Double = 0.001
+        /// Clusters (0 = estimate by silhouette on the pretrained embedding, in 2...maxClusters).
+        public var clusters = 0
+        public var maxClusters = 20
+        /// One encoder for both branches (paper figure) or two (reference code).
+        public var sharedEncoder = true
+        public var seed: UInt64 = 0
+        public init() {}
+
+        /// The reference schedule (500 + 1000 epochs, update every 50); batch 128 and lr 1e-4 are trainer settings.
+        public static var reference: Hyperparameters {
+            var h = Hyperparameters(); h.pretrainEpochs = 500; h.epochs = 1000; h.updateEpoch = 50; return h
+        }
+    }
+
+    public static let name = "scname"
+    public let hyperparameters: Hyperparameters
+    public let store = ParameterStore()
+    public var lossTermNames: [String] { ["zinb", "mask", "ncl", "kmeans"] }
+    public var totalEpochs: Int { hyperparameters.pretrainEpochs + hyperparameters.epochs }
+    public var embeddingDim: Int { hyperparameters.dims.last! }
+    public func phase(atEpoch epoch: Int) -> TrainingPhase { epoch < hyperparameters.pretrainEpochs ? .pretrain : .fineTune }
+
+    let comm: Communicator
+    let genes: Int
+    /// X_log ⊘ σ (CSR), the raw counts, size factors, global ids of this rank's cells.
+    let xScaled: CSRMatrix
+    let xLog: CSRMatrix
+    let counts: CSRMatrix
+    let sizeFactors: [Float]
+    public let cellIds: [Int64]
+    let mean: [Float], std: [Float]
+    /// μ ⊘ σ as a 1×G row (the folded centering).
+    let shift: Tensor
+
+    let encoder: [Linear], trunk: [Linear]
+    let encoderT: [Linear], trunkT: [Linear]
+    let zinbHead: Linear, maskHead: Linear
+    /// Cluster centres (capacity × d; the first `k` rows are used) and [centres ready, k].
+    let centres: Parameter
+    let state: Parameter
+    /// Bank of raw clean embeddings (one row per local cell) and its unit-row copy.
+    public let bank: MemoryBank
+    var bankUnit: Tensor
+    /// Labels at the last convergence check (this rank's cells).
+    public private(set) var previousLabels: [Int32]
+    public private(set) var lastLabelChange: Double = .nan
+    public private(set) var estimatedK: ClusterCountEstimate?
+    /// k-means labels right after pretraining (this rank's cells), for reporting.
+    public private(set) var initialLabels: [Int32] = []
+
+    public var k: Int { Int(state.value.pointer[1]) }
+    public var centresReady: Bool { state.value.pointer[0] > 0 }
+
+    /// Collective (global gene moments). `input` as produced by `InputPipeline.load`.
+    public init(input: ModelInput, hyperparameters h: Hyperparameters, comm: Communicator) throws {
+        hyperparameters = h
+        self.comm = comm
+        genes = input.genes
+        xLog = input.x; counts = input.counts; sizeFactors = input.sizeFactors; cellIds = input.cellIds
+        let g = genes
+        // Global per-gene mean and (population) variance of the log values.
+        var moments = [Double](repeating: 0, count: 2 * g + 1)
+        for e in 0..<xLog.nnz {
+            let j = Int(xLog.colIdx[e]), v = Double(xLog.values[e])
+            moments[j] += v; moments[g + j] += v * v
+        }
+        moments[2 * g] = Double(xLog.rows)
+        try comm.allreduce(&moments, op: .sum)
+        let n = max(moments[2 * g], 1)
+        var mu = [Float](repeating: 0, count: g), sd = [Float](repeating: 1, count: g)
+        for j in 0..<g {
+            let m = moments[j] / n
+            let v = max(moments[g + j] / n - m * m, 0)
+            mu[j] = Float(m); sd[j] = v > 1e-12 ? Float(v.squareRoot()) : 1
+        }
+        mean = mu; std = sd
+        var vals = xLog.values
+        for e in 0..<vals.count { vals[e] /= sd[Int(xLog.colIdx[e])] }
+        xScaled = try CSRMatrix(rows: xLog.rows, cols: g, rowPtr: xLog.rowPtr, colIdx: xLog.colIdx, values: vals)
+        shift = Tensor.row((0..<g).map { mu[$0] / sd[$0] })
+
+        var rng = RandomStream(seed: h.seed, purpose: .initialization)
+        let dims = [g] + h.dims
+        let s = store
+        func mlp(_ name: String, _ w: [Int], lastLinear: Bool) -> [Linear] {
+            (0..<(w.count - 1)).map { l in
+                Linear(s, "\(name)\(l)", inputs: w[l], outputs: w[l + 1],
+                       activation: lastLinear && l == w.count - 2 ? .identity : .relu, initializer: .xavierUniform(), rng: &rng)
+            }
+        }
+        let decW = Array(h.dims.reversed())
+        encoder = mlp("encoder", dims, lastLinear: true)
+        trunk = mlp("decoder", decW, lastLinear: false)
+        if h.sharedEncoder { encoderT = encoder; trunkT = trunk } else {
+            encoderT = mlp("encoder_corrupted", dims, lastLinear: true)
+            trunkT = mlp("decoder_corrupted", decW, lastLinear: false)
+        }
+        let last = h.dims[0]
+        zinbHead = Linear(s, "zinb_heads", inputs: last, outputs: 3 * g, initializer: .xavierUniform(), rng: &rng)
+        maskHead = Linear(s, "mask_head", inputs: last, outputs: g, initializer: .xavierUniform(), rng: &rng)
+        let cap = h.clusters > 0 ? h.clusters : h.maxClusters
+        centres = s.add("cluster_centres", rows: cap, cols: h.dims.last!, .zeros, rng: &rng)
+        state = s.addBuffer("scname_state", rows: 1, cols: 2, fill: 0)
+        state.value.pointer[1] = Float(h.clusters)
+        let d = h.dims.last!
+        bank = try MemoryBank(initial: Tensor(rows: xLog.rows, cols: d), normalize: false, comm: comm)
+        bankUnit = Tensor(rows: xLog.rows, cols: d)
+        previousLabels = [Int32](repeating: -1, count: xLog.rows)
+    }
+
+    // MARK: forward pieces
+
+    /// Clean branch: z of `rows` (sparse input, centering folded into the first layer).
+    func encodeClean(_ x: CSRMatrix, _ tape: Tape) -> Var {
+        let l0 = encoder[0]
+        let w = tape.param(l0.weight)
+        let b = tape.sub(tape.param(l0.bias!), tape.matmul(tape.constant(shift), w))
+        var h = tape.linear(x, w, b, activation: .relu)
+        for l in encoder.dropFirst() { h = l(h, tape) }
+        return h
+    }
+
+    func trunkForward(_ z: Var, _ layers: [Linear], _ tape: Tape) -> Var {
+        var h = z
+        for l in layers { h = l(h, tape) }
+        return h
+    }
+
+    /// The global batch's log rows, gathered (collective) and densified in global-id order.
+    struct GatheredBatch { var ids: [Int64]; var dense: Tensor }
+
+    func gatherBatch(_ rows: [Int], tape: Tape) throws -> GatheredBatch {
+        var ids: [Int64] = [], nnz: [Int32] = [], cols: [Int32] = [], vals: [Float] = []
+        ids.reserveCapacity(rows.count); nnz.reserveCapacity(rows.count)
+        for r in rows {
+            ids.append(cellIds[r])
+            let lo = Int(xLog.rowPtr[r]), hi = Int(xLog.rowPtr[r + 1])
+            nnz.append(Int32(hi - lo))
+            cols.append(contentsOf: xLog.colIdx[lo..<hi]); vals.append(contentsOf: xLog.values[lo..<hi])
+        }
+        let allIds = try comm.allgatherv(ids).values
+        let allNnz = try comm.allgatherv(nnz).values
+        let allCols = try comm.allgatherv(cols).values
+        let allVals = try comm.allgatherv(vals).values
+        let order = allIds.indices.sorted { allIds[$0] < allIds[$1] }
+        var start = [Int](repeating: 0, count: allIds.count + 1)
+        for i in 0..<allIds.count { start[i + 1] = start[i] + Int(allNnz[i]) }
+        let dense = tape.zeros(max(allIds.count, 1), genes)
+        for (pos, i) in order.enumerated() {
+            let row = dense.pointer + pos * genes
+            for e in start[i]..<start[i + 1] { row[Int(allCols[e])] = allVals[e] }
+        }
+        return GatheredBatch(ids: order.map { allIds[$0] }, dense: dense)
+    }
+
+    /// VIME corruption of the cells `ownIds` (global ids, all in `batch`), a pure function of
+    /// (seed, epoch, step, cell id, batch): returns x̃ (log values) and the mask label 1[x ≠ x̃].
+    public static func corrupt(batchIds: [Int64], batchDense: Tensor, ownIds: [Int64], maskProbability: Float,
+                               seed: UInt64, epoch: Int, step: Int, xTilde: Tensor, maskLabel: Tensor) {
+        let g = batchDense.cols, bt = batchIds.count
+        precondition(xTilde.rows == ownIds.count && xTilde.cols == g && maskLabel.rows == ownIds.count)
+        let base = RandomStream(seed: seed, purpose: .augmentation).split(UInt64(epoch)).split(UInt64(step))
+        for (r, id) in ownIds.enumerated() {
+            guard let pos = binarySearch(batchIds, id) else { preconditionFailure("cell \(id) is not in the batch") }
+            var rng = base.split(UInt64(bitPattern: id))
+            let src = batchDense.pointer + pos * g
+            let xt = xTilde.pointer + r * g, ml = maskLabel.pointer + r * g
+            for j in 0..<g {
+                var v = src[j]
+                if rng.uniform() < maskProbability {
+                    let s = rng.int(below: bt)
+                    v = batchDense.pointer[s * g + j]
+                }
+                xt[j] = v
+                ml[j] = v != src[j] ? 1 : 0
+            }
+        }
+    }
+
+    static func binarySearch(_ a: [Int64], _ x: Int64) -> Int? {
+        var lo = 0, hi = a.count
+        while lo < hi { let m = (lo + hi) / 2; if a[m] < x { lo = m + 1 } else { hi = m } }
+        return lo < a.count && a[lo] == x ? lo : nil
+    }
+
+    // MARK: TrainingTask
+
+    public func loss(rows: [Int], context: StepContext, tape: Tape) throws -> (loss: Var, terms: [Float]) {
+        let h = hyperparameters
+        let fine = phase(atEpoch: context.epoch) == .fineTune
+        let d = embeddingDim
+        let batch = try gatherBatch(rows, tape: tape)
+        if rows.isEmpty {
+            if fine {
+                let zt = tape.variable(Tensor(rows: 0, cols: d))
+                _ = try tape.neighbourContrastiveLoss(zt, clean: Tensor(rows: 0, cols: d), bank: bankUnit, bankIds: cellIds,
+                                                     k: h.neighbours, temperature: h.temperature, comm: comm)
+            }
+            return (tape.constant(Tensor.scalar(0)), [0, 0, 0, 0])
+        }
+        let b = rows.count, g = genes
+        // Corrupted input: x̃ (log) → scaled dense.
+        let xt = tape.alloc(b, g), ml = tape.alloc(b, g)
+        SCNAME.corrupt(batchIds: batch.ids, batchDense: batch.dense, ownIds: rows.map { cellIds[$0] },
+                       maskProbability: h.maskProbability, seed: context.seed, epoch: context.epoch, step: context.step,
+                       xTilde: xt, maskLabel: ml)
+        mean.withUnsafeBufferPointer { mp in
+            std.withUnsafeBufferPointer { sp in
+                for i in 0..<b { let r = xt.pointer + i * g; for j in 0..<g { r[j] = (r[j] - mp[j]) / sp[j] } }
+            }
+        }
+        // Clean branch → z, ZINB.
+        let z = encodeClean(xScaled.gatherRows(rows), tape)
+        let heads = zinbHead(trunkForward(z, trunk, tape), tape)
+        let cb = counts.gatherRows(rows)
+        let cd = tape.alloc(b, g)
+        cb.densify(into: cd)
+        let sf = rows.map { sizeFactors[$0] }
+        let lZinb = sf.withUnsafeBufferPointer { tape.zinbLoss(heads, counts: cd, sizeFactors: $0.baseAddress!, ridge: h.ridge) }
+        // Corrupted branch → z̃, mask estimate.
+        var ht = tape.constant(xt)
+        for l in encoderT { ht = l(ht, tape) }
+        let zt = ht
+        let lMask = tape.maskBCE(maskHead(trunkForward(zt, trunkT, tape), tape), target: ml)
+        // Bank rows of this batch ← clean z (owner-local), before the neighbourhood loss.
+        let zv = tape.value(z)
+        bank.update(localRows: rows, values: zv)
+        let unit = tape.alloc(b, d)
+        for (i, r) in rows.enumerated() {
+            var s: Float = 0
+            for c in 0..<d { s += zv[i, c] * zv[i, c] }
+            let inv = s > 0 ? 1 / s.squareRoot() : 0
+            for c in 0..<d { let v = zv.pointer[i * d + c] * inv; unit.pointer[i * d + c] = v; bankUnit.pointer[r * d + c] = v }
+        }
+        var total = tape.add(lZinb, tape.scale(lMask, h.alpha))
+        var terms: [Float] = [tape.value(lZinb).scalar, tape.value(lMask).scalar, 0, 0]
+        if fine {
+            let lNcl = try tape.neighbourContrastiveLoss(tape.l2NormalizeRows(zt), clean: unit, bank: bankUnit, bankIds: cellIds,
+                                                         k: h.neighbours, temperature: h.temperature, comm: comm)
+            total = tape.add(total, tape.scale(lNcl, h.beta))
+            terms[2] = tape.value(lNcl).scalar
+            if centresReady {
+                let lKm = tape.softKMeansLoss(z, centres: tape.param(centres), k: k)
+                total = tape.add(total, tape.scale(lKm, h.gamma))
+                terms[3] = tape.value(lKm).scalar
+            }
+        }
+        return (total, terms)
+    }
+
+    public func epochWillBegin(_ epoch: Int, trainer: Trainer) throws {
+        guard phase(atEpoch: epoch) == .fineTune, !centresReady else { return }
+        try initialiseCentres()
+    }
+
+    /// Collective: K (given or estimated on the bank) and the centres by k-means++ on the bank.
+    public func initialiseCentres() throws {
+        let h = hyperparameters
+        let bv = bank.embeddings
+        let pts = PointShard(values: bv.scalars, count: bv.rows, dim: bv.cols)
+        var kk = h.clusters
+        if kk <= 0 {
+            let est = try EstimateClusterCount.silhouette(pts, range: 2...max(2, h.maxClusters), seed: h.seed, comm: comm)
+            estimatedK = est
+            kk = est.best
+        }
+        let km = try KMeans(k: kk, restarts: 10, seed: h.seed).fit(pts, comm: comm)
+        let c = centres.value
+        c.fill(0)
+        for e in 0..<(kk * embeddingDim) { c.pointer[e] = km.centres[e] }
+        state.value.pointer[0] = 1
+        state.value.pointer[1] = Float(kk)
+        previousLabels = km.labels
+        initialLabels = km.labels
+    }
+
+    public func epochDidEnd(_ epoch: Int, trainer: Trainer) throws {
+        let h = hyperparameters
+        guard phase(atEpoch: epoch) == .fineTune, centresReady else { return }
+        let fe = epoch - h.pretrainEpochs + 1
+        guard fe % max(h.updateEpoch, 1) == 0 else { return }
+        let labels = assign(bank.embeddings)
+        var changed = [Int64(zip(labels, previousLabels).filter { $0 != $1 }.count), Int64(labels.count)]
+        try comm.allreduce(&changed, op: .sum)
+        previousLabels = labels
+        lastLabelChange = Double(changed[0]) / Double(max(changed[1], 1))
+        if comm.rank == 0 {
+            writeStderr("scname: epoch \(epoch + 1): \(String(format: "%.4f", lastLabelChange)) of labels changed\n")
+        }
+        if lastLabelChange < h.tolerance { trainer.finishRequested = true }
+    }
+
+    /// argmin_j ‖e_i − μ_j‖² over the first k centres.
+    public func assign(_ e: Tensor) -> [Int32] {
+        let kk = max(k, 1), d = e.cols
+        return KMeans.assign(PointShard(values: e.scalars, count: e.rows, dim: d),
+                             centres: Array(centres.value.scalars.prefix(kk * d)), k: kk).labels
+    }
+
+    public func checkpointShards() -> [String: Checkpoint.Shard] {
+        ["bank": .init(ids: cellIds, width: embeddingDim, values: bank.embeddings.scalars),
+         "labels": .init(ids: cellIds, width: 1, values: previousLabels.map(Float.init))]
+    }
+
+    public func restore(from checkpoint: URL, meta: CheckpointMeta) throws {
+        let b = try Checkpoint.readShard(checkpoint, "bank", ranksWritten: meta.ranks, wanted: cellIds)
+        let d = embeddingDim
+        bank.update(localRows: Array(0..<cellIds.count), values: Tensor(rows: cellIds.count, cols: d, values: b.values))
+        for i in 0..<cellIds.count {
+            var s: Float = 0
+            for c in 0..<d { s += b.values[i * d + c] * b.values[i * d + c] }
+            let inv = s > 0 ? 1 / s.squareRoot() : 0
+            for c in 0..<d { bankUnit.pointer[i * d + c] = b.values[i * d + c] * inv }
+        }
+        let l = try Checkpoint.readShard(checkpoint, "labels", ranksWritten: meta.ranks, wanted: cellIds)
+        previousLabels = l.values.map { Int32($0) }
+    }
+
+    // MARK: Model
+
+    public func embedding(comm: Communicator) throws -> Tensor {
+        let tape = Tape()
+        tape.training = false
+        let d = embeddingDim, n = xScaled.rows
+        let out = Tensor(rows: n, cols: d)
+        var r0 = 0
+        while r0 < n {
+            let r1 = min(n, r0 + 1024)
+            tape.reset()
+            let v = tape.value(encodeClean(xScaled.gatherRows(Array(r0..<r1)), tape))
+            (out.pointer + r0 * d).update(from: v.pointer, count: (r1 - r0) * d)
+            r0 = r1
+        }
+        return out
+    }
+
+    public func clusterAssignment(comm: Communicator) throws -> [Int32] {
+        if !centresReady { try initialiseCentres() }
+        return assign(try embedding(comm: comm))
+    }
+}

@@ -1,0 +1,320 @@
+// scNAME's losses as fused tape ops: each forward computes the value and the input gradient in one
+// pass over the batch (no per-element closures, buffers from the tape's pool); backward scales it.
+import Autograd
+import Collectives
+import Foundation
+import Neighbors
+import TensorCore
+
+/// log(x!) for small integer counts (table), lgamma otherwise.
+private let logFactorialTable: [Double] = {
+    var t = [Double](repeating: 0, count: 1025)
+    for i in 2..<t.count { t[i] = t[i - 1] + Foundation.log(Double(i)) }
+    return t
+}()
+
+extension Tape {
+    /// ZINB negative log-likelihood of scNAME / DCA (MODELS.md §2.4), mean over the batch × genes.
+    ///
+    /// `heads` is B × 3G: columns [0, G) the mean logits (μ = clip(exp(·), 1e-5, 1e6)·s_i),
+    /// [G, 2G) the dispersion logits (θ = clip(softplus(·), 1e-4, 1e4)), [2G, 3G) the dropout logits
+    /// (π = sigmoid(·)). `counts` is B × G (raw counts), `sizeFactors` one per row. ε = 1e-10 as in
+    /// the reference; ridge λ·π² is added per element. The lgamma/digamma differences of integer
+    /// counts ≤ 32 are evaluated as finite sums (exact), otherwise with lgamma/digamma.
+    public func zinbLoss(_ heads: Var, counts: Tensor, sizeFactors: UnsafePointer<Float>, ridge: Float = 1) -> Var {
+        let hv = value(heads)
+        let b = counts.rows, g = counts.cols
+        precondition(hv.rows == b && hv.cols == 3 * g, "zinbLoss: heads \(hv.rows)×\(hv.cols), counts \(b)×\(g)")
+        let eps: Float = 1e-10
+        let grad = alloc(b, 3 * g)
+        var total = 0.0
+        let hp = hv.pointer, cp = counts.pointer, gp = grad.pointer
+        for i in 0..<b {
+            let sf = sizeFactors[i]
+            var rowSum = 0.0
+            let hrow = hp + i * 3 * g, grow = gp + i * 3 * g, crow = cp + i * g
+            for j in 0..<g {
+                let am = hrow[j], ad = hrow[g + j], ap = hrow[2 * g + j]
+                let em = Foundation.exp(am)
+                let mClipped = em < 1e-5 || em > 1e6
+                let mu = min(max(em, 1e-5), 1e6) * sf
+                let ed = Foundation.exp(-Swift.abs(ad))
+                let sp = max(ad, 0) + Foundation.log1p(ed)
+                let sigD: Float = ad >= 0 ? 1 / (1 + ed) : ed / (1 + ed)
+                let tClipped = sp < 1e-4 || sp > 1e4
+                let theta = min(max(sp, 1e-4), 1e4)
+                let ep = Foundation.exp(-Swift.abs(ap))
+                let pi: Float = ap >= 0 ? 1 / (1 + ep) : ep / (1 + ep)
+                let x = crow[j]
+                var l: Float, dmu: Float, dth: Float, dpi: Float
+                if x < 1e-8 {
+                    let tme = theta + mu + eps
+                    let r = theta / tme
+                    let lr = Foundation.log(theta) - Foundation.log(tme)
+                    let p = Foundation.exp(theta * lr)
+                    let a = pi + (1 - pi) * p + eps
+                    l = -Foundation.log(a)
+                    dpi = -(1 - p) / a
+                    dth = -(1 - pi) * p * (lr + 1 - r) / a
+                    dmu = (1 - pi) * p * r / a
+                } else {
+                    let te = theta + eps
+                    var lgd: Double, psid: Double, lfact: Double
+                    let xi = Int(x)
+                    if Float(xi) == x && xi <= 32 {
+                        var prod = 1.0, inv = 0.0
+                        let t = Double(te)
+                        for k in 0..<xi { prod *= t + Double(k); inv += 1 / (t + Double(k)) }
+                        lgd = -Foundation.log(prod); psid = -inv
+                    } else {
+                        lgd = Foundation.lgamma(Double(te)) - Foundation.lgamma(Double(x + te))
+                        psid = digamma(Double(te)) - digamma(Double(x + te))
+                    }
+                    if Float(xi) == x && xi < logFactorialTable.count { lfact = logFactorialTable[xi] } else { lfact = Foundation.lgamma(Double(x) + 1) }
+                    let l1 = Foundation.log(te + mu) - Foundation.log(te)
+                    let t2 = (theta + x) * l1 + x * (Foundation.log(te) - Foundation.log(mu + eps))
+                    l = Float(lgd + lfact) + t2 - Foundation.log(1 - pi + eps)
+                    dth = Float(psid) + l1 - (theta + x) * mu / (te * (te + mu)) + x / te
+                    dmu = (theta + x) / (te + mu) - x / (mu + eps)
+                    dpi = 1 / (1 - pi + eps)
+                }
+                l += ridge * pi * pi
+                dpi += 2 * ridge * pi
+                rowSum += Double(l)
+                grow[j] = mClipped ? 0 : dmu * mu
+                grow[g + j] = tClipped ? 0 : dth * sigD
+                grow[2 * g + j] = dpi * pi * (1 - pi)
+            }
+            total += rowSum
+        }
+        let n = Float(max(b * g, 1))
+        let out = alloc(1, 1)
+        out.pointer[0] = Float(total / Double(max(b * g, 1)))
+        return push(out, requiresGrad: requiresGrad(heads)) { t, go in
+            guard let (gh, beta) = t.gradTarget(heads) else { return }
+            let s = go.pointer[0] / n
+            let dst = gh.pointer, src = grad.pointer
+            if beta == 0 { for e in 0..<gh.count { dst[e] = s * src[e] } } else { for e in 0..<gh.count { dst[e] += s * src[e] } }
+        }
+    }
+
+    /// Binary cross-entropy of sigmoid(`logits`) against 0/1 `target`, mean over all entries (Keras'
+    /// BCE averaged over genes, then over the batch), computed stably from the logits.
+    public func maskBCE(_ logits: Var, target: Tensor) -> Var {
+        let lv = value(logits)
+        precondition(lv.rows == target.rows && lv.cols == target.cols, "maskBCE: shapes differ")
+        let grad = alloc(lv.rows, lv.cols)
+        let lp = lv.pointer, tp = target.pointer, gp = grad.pointer
+        var total = 0.0
+        var r0 = 0
+        while r0 < lv.count {
+            let r1 = min(lv.count, r0 + 4096)
+            var s: Float = 0
+            for e in r0..<r1 {
+                let a = lp[e], m = tp[e]
+                let ea = Foundation.exp(-Swift.abs(a))
+                s += max(a, 0) + Foundation.log1p(ea) - m * a
+                let sig: Float = a >= 0 ? 1 / (1 + ea) : ea / (1 + ea)
+                gp[e] = sig - m
+            }
+            total += Double(s)
+            r0 = r1
+        }
+        let n = Float(max(lv.count, 1))
+        let out = alloc(1, 1)
+        out.pointer[0] = Float(total / Double(max(lv.count, 1)))
+        return push(out, requiresGrad: requiresGrad(logits)) { t, go in
+            guard let (gl, beta) = t.gradTarget(logits) else { return }
+            let s = go.pointer[0] / n
+            let dst = gl.pointer, src = grad.pointer
+            if beta == 0 { for e in 0..<gl.count { dst[e] = s * src[e] } } else { for e in 0..<gl.count { dst[e] += s * src[e] } }
+        }
+    }
+
+    /// scNAME's soft k-means loss over the first `k` rows of `centres`: d_ij = ‖z_i − μ_j‖²,
+    /// q = softmax(−d) sharpened to q²/Σq² (= softmax(−2d)), L = mean_i Σ_j q_ij d_ij, q not detached.
+    /// dL/dd_ij = w_ij (1 − 2 (d_ij − L_i)) / B with w = softmax(−2d).
+    public func softKMeansLoss(_ z: Var, centres: Var, k: Int) -> Var {
+        let zv = value(z), cv = value(centres)
+        let b = zv.rows, d = zv.cols
+        precondition(cv.cols == d && k >= 1 && k <= cv.rows, "softKMeansLoss: centres \(cv.rows)×\(cv.cols), k \(k), dim \(d)")
+        let coef = alloc(max(b, 1), k)   // dL/dd_ij (unscaled by 1/B)
+        let zp = zv.pointer, cp = cv.pointer, wp = coef.pointer
+        var total = 0.0
+        for i in 0..<b {
+            let w = wp + i * k
+            var mn = Float.infinity
+            for j in 0..<k {
+                var s: Float = 0
+                for c in 0..<d { let t = zp[i * d + c] - cp[j * d + c]; s += t * t }
+                w[j] = s
+                mn = min(mn, s)
+            }
+            // w holds d; compute softmax(−2d) into a second pass.
+            var den: Float = 0
+            for j in 0..<k { den += Foundation.exp(-2 * (w[j] - mn)) }
+            var li: Float = 0
+            for j in 0..<k { li += Foundation.exp(-2 * (w[j] - mn)) / den * w[j] }
+            for j in 0..<k {
+                let q = Foundation.exp(-2 * (w[j] - mn)) / den
+                w[j] = q * (1 - 2 * (w[j] - li))
+            }
+            total += Double(li)
+        }
+        let out = alloc(1, 1)
+        out.pointer[0] = Float(total / Double(max(b, 1)))
+        let invB = 1 / Float(max(b, 1))
+        return push(out, requiresGrad: requiresGrad(z) || requiresGrad(centres)) { t, go in
+            let s = 2 * go.pointer[0] * invB
+            if let (gz, beta) = t.gradTarget(z) {
+                let gp = gz.pointer
+                if beta == 0 { gz.fill(0) }
+                for i in 0..<b {
+                    let w = wp + i * k
+                    var rs: Float = 0
+                    for j in 0..<k { rs += w[j] }
+                    for c in 0..<d {
+                        var acc = rs * zp[i * d + c]
+                        for j in 0..<k { acc -= w[j] * cp[j * d + c] }
+                        gp[i * d + c] += s * acc
+                    }
+                }
+            }
+            if let (gc, beta) = t.gradTarget(centres) {
+                let gp = gc.pointer
+                if beta == 0 { gc.fill(0) }
+                for j in 0..<k {
+                    var cs: Float = 0
+                    for i in 0..<b { cs += wp[i * k + j] }
+                    for c in 0..<d {
+                        var acc = -cs * cp[j * d + c]
+                        for i in 0..<b { acc += wp[i * k + j] * zp[i * d + c] }
+                        gp[j * d + c] -= s * acc
+                    }
+                }
+            }
+        }
+    }
+
+    /// Collective. scNAME's neighbourhood contrastive loss against a bank sharded over ranks
+    /// (MODELS.md §2.4), mean over this rank's rows:
+    /// L_i = −log( Σ_{j∈N_k(i)} exp(z̃_i·b_j/T) / Σ_{all j} exp(z̃_i·b_j/T) ),
+    /// N_k(i) = the k bank rows (over all ranks) most cosine-similar to the clean ẑ_i.
+    ///
+    /// `zTilde` (B×d, rows already L2-normalised on the tape) and `clean` (B×d, unit rows, a constant)
+    /// are this rank's batch; `bank` (n_r×d, unit rows) is this rank's shard with global ids `bankIds`.
+    /// The batch's rows are allgathered; each rank scores them against its shard by GEMM, keeps its
+    /// k best candidates per query and accumulates the denominator (exp shifted by the bound 1/T,
+    /// so no max is needed) and the softmax-weighted bank sums; the global top-k is decided from the
+    /// gathered candidate lists (ties by global id); one allreduce of B_total × (2 + 2d) doubles
+    /// completes numerator, denominator and the gradient dL_i/dz̃_i = (Σ_all e b − Σ_N e b / num · den…)/T.
+    /// The bank receives no gradient (as in the reference).
+    public func neighbourContrastiveLoss(_ zTilde: Var, clean: Tensor, bank: Tensor, bankIds: [Int64],
+                                         k: Int, temperature: Float, comm: Communicator) throws -> Var {
+        let zt = value(zTilde)
+        let d = bank.cols
+        precondition(zt.cols == d && clean.cols == d && clean.rows == zt.rows && bankIds.count == bank.rows)
+        let bLocal = zt.rows
+        let (ztAll, ztCounts) = try comm.allgatherv(zt.scalars)
+        let (zcAll, _) = try comm.allgatherv(clean.scalars)
+        let bTot = ztAll.count / d
+        var myOffset = 0
+        for r in 0..<comm.rank { myOffset += ztCounts[r] / d }
+        let n = bank.rows
+        let invT = 1 / temperature
+        // Per query: [den, num, Gden (d), Gnum (d)] in doubles.
+        let width = 2 + 2 * d
+        var acc = [Double](repeating: 0, count: bTot * width)
+        let top = TopK(rows: max(bTot, 1), k: k)     // ids: local bank rows
+        if n > 0 && bTot > 0 {
+            let chunk = min(n, 2048)
+            let s = alloc(bTot, chunk), c = alloc(bTot, chunk)
+            let gden = zeros(bTot, d)
+            ztAll.withUnsafeBufferPointer { ztp in
+                zcAll.withUnsafeBufferPointer { zcp in
+                    var c0 = 0
+                    while c0 < n {
+                        let cn = min(chunk, n - c0)
+                        let bp = bank.pointer + c0 * d
+                        Linalg.sgemm(transA: false, transB: true, m: bTot, n: cn, k: d, alpha: 1, a: ztp.baseAddress!, lda: d,
+                                     b: bp, ldb: d, beta: 0, c: s.pointer, ldc: cn)
+                        Linalg.sgemm(transA: false, transB: true, m: bTot, n: cn, k: d, alpha: 1, a: zcp.baseAddress!, lda: d,
+                                     b: bp, ldb: d, beta: 0, c: c.pointer, ldc: cn)
+                        for q in 0..<bTot {
+                            let srow = s.pointer + q * cn, crow = c.pointer + q * cn
+                            var den: Float = 0
+                            for j in 0..<cn {
+                                let e = Foundation.exp((srow[j] - 1) * invT)
+                                srow[j] = e
+                                den += e
+                            }
+                            acc[q * width] += Double(den)
+                            for j in 0..<cn where -crow[j] < top.threshold(q) {
+                                top.insert(row: q, distance: -crow[j], id: Int64(c0 + j))
+                            }
+                        }
+                        // Gden += E · B_chunk
+                        Linalg.sgemm(transA: false, transB: false, m: bTot, n: d, k: cn, alpha: 1, a: s.pointer, lda: cn,
+                                     b: bp, ldb: d, beta: 1, c: gden.pointer, ldc: d)
+                        c0 += cn
+                    }
+                }
+            }
+            for q in 0..<bTot { for t in 0..<d { acc[q * width + 2 + t] = Double(gden.pointer[q * d + t]) } }
+        }
+        // Global top-k: gather every rank's candidates (distance, global id) and find each query's k-th.
+        let localIds = top.ids, localDist = top.distances
+        var sendIds = [Int64](repeating: -1, count: bTot * k), sendDist = [Float](repeating: .infinity, count: bTot * k)
+        if bTot > 0 {
+            for e in 0..<(bTot * k) where localIds[e] >= 0 { sendIds[e] = bankIds[Int(localIds[e])]; sendDist[e] = localDist[e] }
+        }
+        let allIds = try comm.allgather(sendIds), allDist = try comm.allgather(sendDist)
+        let ranks = comm.size
+        var cand: [(Float, Int64)] = []
+        cand.reserveCapacity(ranks * k)
+        ztAll.withUnsafeBufferPointer { ztp in
+            for q in 0..<bTot {
+                cand.removeAll(keepingCapacity: true)
+                for r in 0..<ranks {
+                    let o = r * bTot * k + q * k
+                    for e in 0..<k where allIds[o + e] >= 0 { cand.append((allDist[o + e], allIds[o + e])) }
+                }
+                cand.sort { $0.0 < $1.0 || ($0.0 == $1.0 && $0.1 < $1.1) }
+                guard !cand.isEmpty else { continue }
+                let kth = cand[min(k, cand.count) - 1]
+                for e in 0..<k {
+                    let li = localIds[q * k + e]
+                    guard li >= 0 else { continue }
+                    let dist = localDist[q * k + e], gid = bankIds[Int(li)]
+                    guard dist < kth.0 || (dist == kth.0 && gid <= kth.1) else { continue }
+                    let bp = bank.pointer + Int(li) * d
+                    var dot: Float = 0
+                    for t in 0..<d { dot += ztp[q * d + t] * bp[t] }
+                    let ev = Double(Foundation.exp((dot - 1) * invT))
+                    acc[q * width + 1] += ev
+                    for t in 0..<d { acc[q * width + 2 + d + t] += ev * Double(bp[t]) }
+                }
+            }
+        }
+        try comm.allreduce(&acc, op: .sum)
+        let grad = alloc(max(bLocal, 1), d)
+        var total = 0.0
+        for i in 0..<bLocal {
+            let q = myOffset + i
+            let den = max(acc[q * width], 1e-300), num = max(acc[q * width + 1], 1e-300)
+            total += Foundation.log(den) - Foundation.log(num)
+            for t in 0..<d {
+                grad.pointer[i * d + t] = Float(Double(invT) * (acc[q * width + 2 + t] / den - acc[q * width + 2 + d + t] / num))
+            }
+        }
+        let out = alloc(1, 1)
+        out.pointer[0] = Float(total / Double(max(bLocal, 1)))
+        let invB = 1 / Float(max(bLocal, 1))
+        return push(out, requiresGrad: requiresGrad(zTilde) && bLocal > 0) { t, go in
+            guard let (gz, beta) = t.gradTarget(zTilde) else { return }
+            let s = go.pointer[0] * invB
+            let dst = gz.pointer, src = grad.pointer
+            if beta == 0 { for e in 0..<gz.count { dst[e] = s * src[e] } } else { for e in 0..<gz.count { dst[e] += s * src[e] } }
+        }
+    }
+}

@@ -1,0 +1,226 @@
+import Autograd
+import Clustering
+import Collectives
+import Foundation
+import TensorCore
+import Training
+import XCTest
+@testable import Models
+
+final class SCNAMELossTests: XCTestCase {
+    let comm = Communicator.world  // a single-process test run: the world is one rank
+
+    func testZINBGradient() {
+        var rng = RandomStream(seed: 1, purpose: .custom("zinb-test"))
+        let b = 3, g = 5
+        let heads = Tensor.uniform(rows: b, cols: 3 * g, -1.5, 1.5, rng: &rng)
+        // zeros, small integers (finite-sum path), a large count and a non-integer (lgamma path)
+        let counts = Tensor(rows: b, cols: g, values: [0, 1, 0, 3, 40,
+                                                       2, 0, 0, 7, 0,
+                                                       0, 2.5, 1, 0, 12])
+        let sf: [Float] = [0.7, 1.3, 1.0]
+        let report = sf.withUnsafeBufferPointer { sp in
+            GradCheck.check([heads], h: 1e-2) { t, v in t.zinbLoss(v[0], counts: counts, sizeFactors: sp.baseAddress!, ridge: 1) }
+        }
+        XCTAssertTrue(report.passed, "\(report)")
+    }
+
+    func testZINBValueMatchesDirectFormula() {
+        // One NB element and one zero element, against the reference formula evaluated in Double.
+        let g = 2
+        let heads = Tensor(rows: 1, cols: 3 * g, values: [0.3, -0.2, 0.5, 1.2, -0.4, 0.1])
+        let counts = Tensor(rows: 1, cols: g, values: [4, 0])
+        let sf: [Float] = [1.5]
+        let t = Tape()
+        let v = sf.withUnsafeBufferPointer { t.value(t.zinbLoss(t.constant(heads), counts: counts, sizeFactors: $0.baseAddress!)).scalar }
+        func sp(_ x: Double) -> Double { log(1 + exp(x)) }
+        func sig(_ x: Double) -> Double { 1 / (1 + exp(-x)) }
+        let eps = 1e-10
+        var total = 0.0
+        for j in 0..<g {
+            let mu = exp(Double(heads[0, j])) * 1.5, th = sp(Double(heads[0, g + j])), pi = sig(Double(heads[0, 2 * g + j]))
+            let x = Double(counts[0, j])
+            var l: Double
+            if x < 1e-8 {
+                l = -log(pi + (1 - pi) * pow(th / (th + mu + eps), th) + eps)
+            } else {
+                let t1 = lgamma(th + eps) + lgamma(x + 1) - lgamma(x + th + eps)
+                let t2 = (th + x) * log(1 + mu / (th + eps)) + x * (log(th + eps) - log(mu + eps))
+                l = t1 + t2 - log(1 - pi + eps)
+            }
+            total += l + pi * pi
+        }
+        XCTAssertEqual(Double(v), total / Double(g), accuracy: 1e-5)
+    }
+
+    func testMaskBCEGradientAndValue() {
+        var rng = RandomStream(seed: 2, purpose: .custom("bce-test"))
+        let logits = Tensor.uniform(rows: 4, cols: 6, -3, 3, rng: &rng)
+        let target = Tensor(rows: 4, cols: 6, values: (0..<24).map { Float(($0 * 7) % 3 == 0 ? 1 : 0) })
+        let report = GradCheck.check([logits]) { t, v in t.maskBCE(v[0], target: target) }
+        XCTAssertTrue(report.passed, "\(report)")
+        let t = Tape()
+        let v = t.value(t.maskBCE(t.constant(logits), target: target)).scalar
+        var ref = 0.0
+        for e in 0..<24 {
+            let p = 1 / (1 + exp(-Double(logits[flat: e]))), m = Double(target[flat: e])
+            ref -= m * log(p) + (1 - m) * log(1 - p)
+        }
+        XCTAssertEqual(Double(v), ref / 24, accuracy: 1e-5)
+    }
+
+    func testSoftKMeansGradientAndUnusedCentres() {
+        var rng = RandomStream(seed: 3, purpose: .custom("km-test"))
+        let z = Tensor.uniform(rows: 5, cols: 3, -1, 1, rng: &rng)
+        let c = Tensor.uniform(rows: 4, cols: 3, -1, 1, rng: &rng)   // capacity 4, k = 3
+        let report = GradCheck.check([z, c], kinds: [.variable, .parameter]) { t, v in t.softKMeansLoss(v[0], centres: v[1], k: 3) }
+        XCTAssertTrue(report.passed, "\(report)")
+        // Value: mean_i Σ_j (q²/Σq²)_ij d_ij with q = softmax(−d).
+        let t = Tape()
+        let v = t.value(t.softKMeansLoss(t.constant(z), centres: t.constant(c), k: 3)).scalar
+        var ref = 0.0
+        for i in 0..<5 {
+            let d = (0..<3).map { j in (0..<3).reduce(0.0) { $0 + pow(Double(z[i, $1] - c[j, $1]), 2) } }
+            let q = d.map { exp(-$0) }, qs = q.reduce(0, +)
+            let q2 = q.map { ($0 / qs) * ($0 / qs) }, s2 = q2.reduce(0, +)
+            ref += zip(q2, d).reduce(0.0) { $0 + $1.0 / s2 * $1.1 }
+        }
+        XCTAssertEqual(Double(v), ref / 5, accuracy: 1e-5)
+    }
+
+    /// Unit rows of a random tensor.
+    func unitRows(_ n: Int, _ d: Int, seed: UInt64) -> Tensor {
+        var rng = RandomStream(seed: seed, purpose: .custom("unit"))
+        let t = Tensor.uniform(rows: n, cols: d, -1, 1, rng: &rng)
+        for i in 0..<n {
+            var s: Float = 0
+            for c in 0..<d { s += t[i, c] * t[i, c] }
+            for c in 0..<d { t.pointer[i * d + c] /= s.squareRoot() }
+        }
+        return t
+    }
+
+    func testNeighbourContrastiveGradientAndValue() throws {
+        let d = 4, n = 25, b = 3, k = 5
+        let bank = unitRows(n, d, seed: 4), clean = unitRows(b, d, seed: 5)
+        var rng = RandomStream(seed: 6, purpose: .custom("ncl"))
+        let zt = Tensor.uniform(rows: b, cols: d, -1, 1, rng: &rng)
+        let ids = (0..<n).map { Int64($0) }
+        let report = GradCheck.check([zt], h: 1e-2) { t, v in
+            try! t.neighbourContrastiveLoss(t.l2NormalizeRows(v[0]), clean: clean, bank: bank, bankIds: ids,
+                                            k: k, temperature: 0.7, comm: self.comm)
+        }
+        XCTAssertTrue(report.passed, "\(report)")
+        // Value against the dense formula.
+        let t = Tape()
+        let v = t.value(try t.neighbourContrastiveLoss(t.l2NormalizeRows(t.constant(zt)), clean: clean, bank: bank, bankIds: ids,
+                                                       k: k, temperature: 0.7, comm: comm)).scalar
+        var ref = 0.0
+        for i in 0..<b {
+            let nz = (0..<d).reduce(0.0) { $0 + Double(zt[i, $1] * zt[i, $1]) }.squareRoot()
+            let s = (0..<n).map { j in (0..<d).reduce(0.0) { $0 + Double(zt[i, $1]) / nz * Double(bank[j, $1]) } / 0.7 }
+            let c = (0..<n).map { j in (0..<d).reduce(0.0) { $0 + Double(clean[i, $1] * bank[j, $1]) } }
+            let top = (0..<n).sorted { c[$0] > c[$1] }.prefix(k)
+            let num = top.reduce(0.0) { $0 + exp(s[$1]) }, den = s.reduce(0.0) { $0 + exp($1) }
+            ref -= log(num / den)
+        }
+        XCTAssertEqual(Double(v), ref / Double(b), accuracy: 1e-4)
+    }
+}
+
+final class SCNAMECorruptionTests: XCTestCase {
+    /// A batch whose every entry is distinct, so x ≠ x̃ exactly when a different row was drawn.
+    func batch(_ b: Int, _ g: Int) -> ([Int64], Tensor) {
+        let ids = (0..<b).map { Int64($0 * 3 + 1) }
+        let t = Tensor(rows: b, cols: g, values: (0..<(b * g)).map { Float($0) + 0.5 })
+        return (ids, t)
+    }
+
+    func testMaskStatistics() {
+        let b = 200, g = 50
+        let (ids, dense) = batch(b, g)
+        let xt = Tensor(rows: b, cols: g), ml = Tensor(rows: b, cols: g)
+        SCNAME.corrupt(batchIds: ids, batchDense: dense, ownIds: ids, maskProbability: 0.3, seed: 9, epoch: 2, step: 5,
+                       xTilde: xt, maskLabel: ml)
+        var masked = 0
+        for i in 0..<b {
+            for j in 0..<g {
+                let v = xt[i, j]
+                // Replacements come from the same gene (column) of some batch row.
+                let src = Int((v - 0.5).rounded()) 
+                XCTAssertEqual(src % g, j)
+                XCTAssertEqual(ml[i, j], v != dense[i, j] ? 1 : 0)
+                if ml[i, j] == 1 { masked += 1 }
+            }
+        }
+        let frac = Double(masked) / Double(b * g)
+        let expected = 0.3 * (1 - 1 / Double(b))
+        XCTAssertEqual(frac, expected, accuracy: 0.015, "masked fraction")
+        // Another step gives another mask; the same (seed, epoch, step) the same one.
+        let xt2 = Tensor(rows: b, cols: g), ml2 = Tensor(rows: b, cols: g)
+        SCNAME.corrupt(batchIds: ids, batchDense: dense, ownIds: ids, maskProbability: 0.3, seed: 9, epoch: 2, step: 6,
+                       xTilde: xt2, maskLabel: ml2)
+        XCTAssertNotEqual(ml.scalars, ml2.scalars)
+        SCNAME.corrupt(batchIds: ids, batchDense: dense, ownIds: ids, maskProbability: 0.3, seed: 9, epoch: 2, step: 5,
+                       xTilde: xt2, maskLabel: ml2)
+        XCTAssertEqual(xt.scalars, xt2.scalars)
+    }
+
+    func testRankCountIndependence() {
+        // The batch split over 1, 2 or 3 "ranks" (any subsets of the cells, any order) corrupts each
+        // cell identically: masks depend only on (seed, epoch, step, cell id) and the gathered batch.
+        let b = 40, g = 30
+        let (ids, dense) = batch(b, g)
+        let full = Tensor(rows: b, cols: g), fullM = Tensor(rows: b, cols: g)
+        SCNAME.corrupt(batchIds: ids, batchDense: dense, ownIds: ids, maskProbability: 0.3, seed: 1, epoch: 0, step: 3,
+                       xTilde: full, maskLabel: fullM)
+        for parts in [2, 3] {
+            for p in 0..<parts {
+                let mine = ids.enumerated().filter { $0.offset % parts == p }.map { $0.element }.reversed()
+                let own = Array(mine)
+                let xt = Tensor(rows: own.count, cols: g), ml = Tensor(rows: own.count, cols: g)
+                SCNAME.corrupt(batchIds: ids, batchDense: dense, ownIds: own, maskProbability: 0.3, seed: 1, epoch: 0, step: 3,
+                               xTilde: xt, maskLabel: ml)
+                for (r, id) in own.enumerated() {
+                    let i = ids.firstIndex(of: id)!
+                    for j in 0..<g {
+                        XCTAssertEqual(xt[r, j], full[i, j])
+                        XCTAssertEqual(ml[r, j], fullM[i, j])
+                    }
+                }
+            }
+        }
+    }
+}
+
+final class SCNAMETrainingTests: XCTestCase {
+    func testShortTrainingBeatsUntrainedEmbedding() throws {
+        let path = "/work/shared/data/baron_mouse.h5ad"
+        try XCTSkipUnless(FileManager.default.fileExists(atPath: path), "shared dataset not present")
+        let comm = Communicator.world
+        var po = PreprocessOptions(); po.topGenes = 1000; po.targetSum = nil
+        let data = try InputPipeline.load(path, labelKey: "cell_type", options: po, comm: comm)
+        let truth = data.labels!.map(Int.init)
+        let k = Set(truth).count
+        var h = SCNAME.Hyperparameters()
+        h.pretrainEpochs = 6; h.epochs = 2; h.clusters = k; h.seed = 0
+        let model = try SCNAME(input: data, hyperparameters: h, comm: comm)
+        // Trivial baseline: k-means on the embedding of the untrained network.
+        let z0 = try model.embedding(comm: comm)
+        let km0 = try KMeans(k: k, restarts: 5, seed: 0).fit(PointShard(values: z0.scalars, count: z0.rows, dim: z0.cols), comm: comm)
+        let ari0 = ClusterMetrics.adjustedRandIndex(truth, km0.labels.map(Int.init))
+        var cfg = TrainerConfig()
+        cfg.epochs = model.totalEpochs; cfg.globalBatch = 256; cfg.learningRate = 1e-3
+        let trainer = try Trainer(task: model, config: cfg, cellIds: data.cellIds, idSpace: data.cells, comm: comm)
+        XCTAssertEqual(try trainer.run(), .completed)
+        let pred = try model.clusterAssignment(comm: comm).map(Int.init)
+        let ari = ClusterMetrics.adjustedRandIndex(truth, pred)
+        let first = trainer.lossHistory.prefix(5).reduce(0, +) / 5
+        let spe = trainer.stepsPerEpoch
+        let lastPre = trainer.lossHistory[(h.pretrainEpochs - 1) * spe..<(h.pretrainEpochs * spe)].reduce(0, +) / Double(spe)
+        print("baron_mouse: untrained k-means ARI \(ari0), scNAME ARI \(ari); pretrain loss \(first) → \(lastPre)")
+        XCTAssertLessThan(lastPre, first, "pretraining loss must decrease")
+        XCTAssertGreaterThan(ari, ari0 + 0.05, "trained scNAME must beat k-means on the untrained embedding")
+        XCTAssertEqual(Set(pred).count <= k, true)
+    }
+}
