@@ -7,6 +7,7 @@ Run in a throwaway venv (never needed at run time):
 
 For every .h5ad in DATA_DIR it writes FIXTURES/<name>.reference.json with:
   - hvg_seurat_v3: the same with flavor="seurat_v3" on the raw counts (needs scikit-misc)
+  - hvg500_seurat / hvg500_cell_ranger: the same with n_top_genes=500
   - hvg_seurat / hvg_cell_ranger: indices of the 2,000 highly variable genes (scanpy 1.11,
     normalize_total(target_sum=1e4) -> log1p -> highly_variable_genes(n_top_genes=2000, flavor=...))
   - median_target: the target scanpy uses when target_sum=None (median of cell counts)
@@ -48,6 +49,9 @@ def main(data_dir, out_dir):
         for flavor in ["seurat", "cell_ranger"]:
             h = sc.pp.highly_variable_genes(a, n_top_genes=2000, flavor=flavor, inplace=False)
             ref[f"hvg_{flavor}"] = [int(i) for i in np.flatnonzero(h["highly_variable"].to_numpy())]
+            # 500 of the top-2000 files too, where 2,000 would select every gene.
+            h = sc.pp.highly_variable_genes(a, n_top_genes=500, flavor=flavor, inplace=False)
+            ref[f"hvg500_{flavor}"] = [int(i) for i in np.flatnonzero(h["highly_variable"].to_numpy())]
         scaled = sc.pp.scale(a.copy(), max_value=10, copy=True).X
         rng = np.random.default_rng(1)
         sp_pos = [(int(rng.integers(a.n_obs)), int(rng.integers(a.n_vars))) for _ in range(100)]
@@ -56,6 +60,8 @@ def main(data_dir, out_dir):
         try:
             h3 = sc.pp.highly_variable_genes(raw.copy(), n_top_genes=2000, flavor="seurat_v3", inplace=False)
             ref["hvg_seurat_v3"] = [int(i) for i in np.flatnonzero(h3["highly_variable"].to_numpy())]
+            h3 = sc.pp.highly_variable_genes(raw.copy(), n_top_genes=500, flavor="seurat_v3", inplace=False)
+            ref["hvg500_seurat_v3"] = [int(i) for i in np.flatnonzero(h3["highly_variable"].to_numpy())]
         except ValueError as e:  # skmisc's loess can fail ("reciprocal condition number") on some data
             ref["hvg_seurat_v3_error"] = str(e)
 

@@ -65,7 +65,8 @@ final class PreprocessTests: XCTestCase {
     }
 
     struct MedianSamples: Decodable { var samples_median: [[Double]] }
-    struct V3: Decodable { var hvg_seurat_v3: [Int]? }
+    struct V3: Decodable { var hvg_seurat_v3: [Int]?; var hvg500_seurat_v3: [Int]? }
+    struct H500: Decodable { var hvg500_seurat: [Int]?; var hvg500_cell_ranger: [Int]? }
 
     static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures")
 
@@ -102,17 +103,27 @@ final class PreprocessTests: XCTestCase {
                 print("HVG \(flavor.rawValue) \(ref.file): \(overlap)/\(want.count) agree (\(hvg.genes.count) selected)")
                 XCTAssertGreaterThanOrEqual(frac, 0.95, "\(ref.file) \(flavor)")
             }
+            let h500 = try JSONDecoder().decode(H500.self, from: data)
+            for (flavor, want) in [(HVGFlavor.seurat, h500.hvg500_seurat), (.cellRanger, h500.hvg500_cell_ranger)] {
+                guard let want else { continue }
+                let hvg = try Preprocess.highlyVariableGenes(s, nTop: 500, flavor: flavor, comm: comm)
+                let overlap = Set(hvg.genes).intersection(want).count
+                print("HVG500 \(flavor.rawValue) \(ref.file): \(overlap)/\(want.count) agree (\(hvg.genes.count) selected)")
+                XCTAssertGreaterThanOrEqual(Double(overlap) / Double(max(want.count, 1)), 0.95, "\(ref.file) \(flavor) 500")
+            }
             let scaled = try Preprocess.scale(s, maxValue: 10, comm: comm).values
             for e in ref.scale_samples {
                 let got = Double(scaled[Int(e[0]) * s.nVars + Int(e[1])])
                 XCTAssertEqual(got, e[2], accuracy: 1e-4 * max(1, abs(e[2])), "scale \(ref.file) [\(e[0]), \(e[1])]")
             }
             // seurat_v3 on the raw counts.
-            if let want = try JSONDecoder().decode(V3.self, from: data).hvg_seurat_v3 {
-                let hvg = try Preprocess.highlyVariableGenes(raw, nTop: 2000, flavor: .seuratV3, comm: comm)
+            let v3 = try JSONDecoder().decode(V3.self, from: data)
+            for (n, wanted) in [(2000, v3.hvg_seurat_v3), (500, v3.hvg500_seurat_v3)] {
+                guard let want = wanted else { continue }
+                let hvg = try Preprocess.highlyVariableGenes(raw, nTop: n, flavor: .seuratV3, comm: comm)
                 let overlap = Set(hvg.genes).intersection(want).count
-                print("HVG seurat_v3 \(ref.file): \(overlap)/\(want.count) agree")
-                XCTAssertGreaterThanOrEqual(Double(overlap) / Double(max(want.count, 1)), 0.95, "\(ref.file) seurat_v3")
+                print("HVG seurat_v3 top \(n) \(ref.file): \(overlap)/\(want.count) agree")
+                XCTAssertGreaterThanOrEqual(Double(overlap) / Double(max(want.count, 1)), 0.95, "\(ref.file) seurat_v3 \(n)")
             }
             // Median target.
             var m = raw
