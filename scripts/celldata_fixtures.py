@@ -77,6 +77,11 @@ def bad(d):
         f["X"].create_dataset("data", data=np.array(["1"] * n, dtype=object), dtype=h5py.string_dtype())
     variant("string_values", strings)
     small(n_obs=2).write_h5ad(d / "two_cells.h5ad")
+    # Not bad: the same matrix stored as CSR and as CSC (the CSC reader transposes across ranks).
+    m = small(n_obs=300, n_vars=40, seed=5)
+    m.write_h5ad(d / "layout_csr.h5ad")
+    m.X = sp.csc_matrix(m.X)
+    m.write_h5ad(d / "layout_csc.h5ad")
     z = small(n_obs=20)
     x = z.X.toarray()
     x[[3, 11]] = 0

@@ -133,6 +133,13 @@ expect indices_out_of_range.h5ad "out of range"
 expect shape_mismatch.h5ad "shape mismatch"
 expect string_values.h5ad "not numbers"
 expect good.h5ad "missing obs key" --clusters-from donor
+# CSC input (distributed transpose): identical output on 1 and 3 ranks, same embedding as from CSR.
+for n in 1 3; do run "$n" preprocess "$WORK/bad/layout_csc.h5ad" "$WORK/csc$n.h5ad" --hvg 20 >/dev/null 2>"$WORK/err"; done
+run 1 preprocess "$WORK/bad/layout_csr.h5ad" "$WORK/csr1.h5ad" --hvg 20 >/dev/null 2>&1
+if [ -e "$WORK/csc1.h5ad" ] && cmp -s "$WORK/csc1.h5ad" "$WORK/csc3.h5ad" \
+    && "${PY[@]}" close "$WORK/csr1.h5ad" "$WORK/csc3.h5ad" 0 > "$WORK/py" 2>&1; then
+    ok "CSC input: byte-identical on 1 and 3 ranks, same X_syncytium as the CSR copy"
+else bad "CSC input: $(head -1 "$WORK/err") $(tail -1 "$WORK/py" 2>/dev/null)"; fi
 # More ranks than cells: an error on 3 ranks (1 rank is fine).
 rm -f "$WORK/two.h5ad"
 run 3 preprocess "$WORK/bad/two_cells.h5ad" "$WORK/two.h5ad" --hvg 5 >/dev/null 2>"$WORK/err"; rc=$?

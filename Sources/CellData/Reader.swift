@@ -361,55 +361,84 @@ public enum CellReader {
         }
     }
 
-    // MARK: CSC (rows = cells are the minor axis: stream the whole arrays, keep this rank's rows)
+    // MARK: CSC (cells are the minor axis): a distributed transpose
 
+    /// Each rank reads an equal share of the stored entries (whole columns' worth of file order),
+    /// the ranks agree on nnz-balanced row ranges from a global per-row histogram, and an
+    /// all-to-all sends every entry to the rank owning its row. No rank reads more than its share
+    /// or holds more than its rows (plus its share in flight).
     static func readCSC(_ file: H5File, _ L: MatrixLayout, path: String, comm: Communicator,
                         options: ReadOptions) throws -> (CellShard, Range<Int>) {
-        let bounds = RowPartition.equalRows(L.nObs, parts: comm.size)
-        let rows = bounds[comm.rank]..<bounds[comm.rank + 1]
-        let shard: CellShard = try agreeing(comm) {
-            let indptrSet = try file.root.dataset(L.indptrPath!)
-            let colPtr: [Int64] = try readOrExplain(path, L.indptrPath!) { try indptrSet.readAll() }
-            try validateIndptr(colPtr, nnz: L.nnz ?? 0, path: path, object: L.indptrPath!)
-            let dataSet = try file.root.dataset(L.dataPath), idxSet = try file.root.dataset(L.indicesPath!)
-            let total = Int(colPtr.last ?? 0)
-            let block = 1 << 20
-            var col = 0
-            var rowsOf: [Int32] = [], colsOf: [Int32] = [], valsOf: [Float] = []
-            var start = 0
-            while start < total {
-                let end = Swift.min(start + block, total)
-                let r: [Int64] = try readOrExplain(path, L.indicesPath!) { try idxSet.read(rows: start..<end) }
-                let v: [Float] = try readOrExplain(path, L.dataPath) { try dataSet.read(rows: start..<end) }
-                for k in 0..<(end - start) {
-                    let g = start + k
-                    while Int(colPtr[col + 1]) <= g { col += 1 }
-                    let row = r[k]
-                    if row < 0 || row >= Int64(L.nObs) {
-                        throw CellDataError(file: path, object: L.indicesPath!, problem: "cell index \(row) out of range 0..<\(L.nObs)",
-                                            fix: "the matrix is inconsistent; re-write it")
-                    }
-                    if rows.contains(Int(row)) {
-                        rowsOf.append(Int32(Int(row) - rows.lowerBound)); colsOf.append(Int32(col)); valsOf.append(v[k])
-                    }
-                }
-                start = end
-            }
-            try validateValues(valsOf, path: path, object: L.dataPath, requireCounts: options.requireCounts)
-            // Counting sort into CSR (entries stay in column order within a row).
-            var rowPtr = [Int64](repeating: 0, count: rows.count + 1)
-            for r in rowsOf { rowPtr[Int(r) + 1] += 1 }
-            for i in 0..<rows.count { rowPtr[i + 1] += rowPtr[i] }
-            var fill = rowPtr
-            var cols = [Int32](repeating: 0, count: valsOf.count), vals = [Float](repeating: 0, count: valsOf.count)
-            for k in 0..<valsOf.count {
-                let r = Int(rowsOf[k]); let at = Int(fill[r]); fill[r] += 1
-                cols[at] = colsOf[k]; vals[at] = valsOf[k]
-            }
-            return CellShard(nObs: L.nObs, nVars: L.nVars, rowIds: rows.map { Int64($0) }, rowPtr: rowPtr,
-                             colIdx: cols, values: vals, obs: Frame(index: []), vars: Frame(index: []),
-                             source: sourceInfo(L, path: path))
+        let colPtrLocal: [Int64] = try agreeing(comm) {
+            guard comm.rank == 0 else { return [] }
+            let d = try file.root.dataset(L.indptrPath!)
+            let p: [Int64] = try readOrExplain(path, L.indptrPath!) { try d.readAll() }
+            try validateIndptr(p, nnz: L.nnz ?? 0, path: path, object: L.indptrPath!)
+            return p
         }
+        let colPtr = try comm.broadcast(array: colPtrLocal, root: 0)
+        let total = Int(colPtr.last ?? 0)
+        let share = (total * comm.rank / comm.size)..<(total * (comm.rank + 1) / comm.size)
+        // My share of entries: their rows, columns and values.
+        let (rowsOf, colsOf, valsOf): ([Int32], [Int32], [Float]) = try agreeing(comm) {
+            let r: [Int64] = try readOrExplain(path, L.indicesPath!) { try file.root.dataset(L.indicesPath!).read(rows: share) }
+            let v: [Float] = try readOrExplain(path, L.dataPath) { try file.root.dataset(L.dataPath).read(rows: share) }
+            try validateValues(v, path: path, object: L.dataPath, requireCounts: options.requireCounts)
+            var cols = [Int32](repeating: 0, count: r.count)
+            // First column whose range reaches the share's start, then walk.
+            var lo = 0, hi = L.nVars
+            while lo < hi { let m = (lo + hi) / 2; if Int(colPtr[m + 1]) <= share.lowerBound { lo = m + 1 } else { hi = m } }
+            var col = lo
+            for k in 0..<r.count {
+                let g = share.lowerBound + k
+                while Int(colPtr[col + 1]) <= g { col += 1 }
+                cols[k] = Int32(col)
+                if r[k] < 0 || r[k] >= Int64(L.nObs) {
+                    throw CellDataError(file: path, object: L.indicesPath!, problem: "cell index \(r[k]) out of range 0..<\(L.nObs)",
+                                        fix: "the matrix is inconsistent; re-write it")
+                }
+            }
+            return (r.map { Int32($0) }, cols, v)
+        }
+        // Global per-row entry counts → the same nnz-balanced row ranges as for CSR.
+        var perRow = [Int64](repeating: 0, count: L.nObs)
+        for r in rowsOf { perRow[Int(r)] += 1 }
+        try comm.allreduce(&perRow, op: .sum)
+        var indptr = [Int64](repeating: 0, count: L.nObs + 1)
+        for i in 0..<L.nObs { indptr[i + 1] = indptr[i] + perRow[i] }
+        perRow = []
+        let bounds = RowPartition.balancedByNNZ(indptr: indptr, parts: comm.size)
+        let rows = bounds[comm.rank]..<bounds[comm.rank + 1]
+        // Send each entry to its row's owner (entries stay in file order, i.e. column order).
+        var owner = [Int](repeating: 0, count: rowsOf.count)
+        var counts = [Int](repeating: 0, count: comm.size)
+        for (k, r) in rowsOf.enumerated() {
+            var lo = 0, hi = comm.size - 1
+            while lo < hi { let m = (lo + hi + 1) / 2; if bounds[m] <= Int(r) { lo = m } else { hi = m - 1 } }
+            owner[k] = lo; counts[lo] += 1
+        }
+        var order = [Int](); order.reserveCapacity(rowsOf.count)
+        var buckets = [[Int]](repeating: [], count: comm.size)
+        for (k, o) in owner.enumerated() { buckets[o].append(k) }
+        for b in buckets { order.append(contentsOf: b) }
+        buckets = []
+        let rr = try comm.alltoallv(order.map { rowsOf[$0] }, sendCounts: counts).values
+        let cc = try comm.alltoallv(order.map { colsOf[$0] }, sendCounts: counts).values
+        let vv = try comm.alltoallv(order.map { valsOf[$0] }, sendCounts: counts).values
+        // Counting sort into CSR; arrivals are in rank order = column order, and the sort is stable.
+        var rowPtr = [Int64](repeating: 0, count: rows.count + 1)
+        for r in rr { rowPtr[Int(r) - rows.lowerBound + 1] += 1 }
+        for i in 0..<rows.count { rowPtr[i + 1] += rowPtr[i] }
+        var fill = rowPtr
+        var cols = [Int32](repeating: 0, count: vv.count), vals = [Float](repeating: 0, count: vv.count)
+        for k in 0..<vv.count {
+            let r = Int(rr[k]) - rows.lowerBound
+            let at = Int(fill[r]); fill[r] += 1
+            cols[at] = cc[k]; vals[at] = vv[k]
+        }
+        let shard = CellShard(nObs: L.nObs, nVars: L.nVars, rowIds: rows.map { Int64($0) }, rowPtr: rowPtr,
+                              colIdx: cols, values: vals, obs: Frame(index: []), vars: Frame(index: []),
+                              source: sourceInfo(L, path: path))
         return (shard, rows)
     }
 
