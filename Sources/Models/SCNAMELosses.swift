@@ -13,6 +13,87 @@ private let logFactorialTable: [Double] = {
     return t
 }()
 
+/// One ZINB element (either case): loss and d loss / d (mean, dispersion, dropout) logits.
+@inline(__always)
+func zinbElement(_ am: Float, _ ad: Float, _ ap: Float, x: Float, sf: Float, ridge: Float) -> (l: Float, gm: Float, gd: Float, gp: Float) {
+    let eps: Float = 1e-10
+    let em = Foundation.exp(am)
+    let mClipped = em < 1e-5 || em > 1e6
+    let mu = min(max(em, 1e-5), 1e6) * sf
+    let ed = Foundation.exp(-Swift.abs(ad))
+    let sp = max(ad, 0) + Foundation.log1p(ed)
+    let sigD: Float = ad >= 0 ? 1 / (1 + ed) : ed / (1 + ed)
+    let tClipped = sp < 1e-4 || sp > 1e4
+    let theta = min(max(sp, 1e-4), 1e4)
+    let ep = Foundation.exp(-Swift.abs(ap))
+    let pi: Float = ap >= 0 ? 1 / (1 + ep) : ep / (1 + ep)
+    var l: Float, dmu: Float, dth: Float, dpi: Float
+    if x < 1e-8 {
+        let tme = theta + mu + eps
+        let r = theta / tme
+        let lr = Foundation.log(r)
+        let p = Foundation.exp(theta * lr)
+        let a = pi + (1 - pi) * p + eps
+        l = -Foundation.log(a)
+        dpi = -(1 - p) / a
+        dth = -(1 - pi) * p * (lr + 1 - r) / a
+        dmu = (1 - pi) * p * r / a
+    } else {
+        let te = theta + eps
+        var lgd: Double, psid: Double, lfact: Double
+        let xi = Int(min(x, 1e9))
+        if Float(xi) == x && xi <= 32 {
+            var prod = 1.0, inv = 0.0
+            let t = Double(te)
+            for k in 0..<xi { prod *= t + Double(k); inv += 1 / (t + Double(k)) }
+            lgd = -Foundation.log(prod); psid = -inv
+        } else {
+            lgd = Foundation.lgamma(Double(te)) - Foundation.lgamma(Double(x + te))
+            psid = digamma(Double(te)) - digamma(Double(x + te))
+        }
+        if Float(xi) == x && xi < logFactorialTable.count { lfact = logFactorialTable[xi] } else { lfact = Foundation.lgamma(Double(x) + 1) }
+        let l1 = Foundation.log(te + mu) - Foundation.log(te)
+        let t2 = (theta + x) * l1 + x * (Foundation.log(te) - Foundation.log(mu + eps))
+        l = Float(lgd + lfact) + t2 - Foundation.log(1 - pi + eps)
+        dth = Float(psid) + l1 - (theta + x) * mu / (te * (te + mu)) + x / te
+        dmu = (theta + x) / (te + mu) - x / (mu + eps)
+        dpi = 1 / (1 - pi + eps)
+    }
+    l += ridge * pi * pi
+    dpi += 2 * ridge * pi
+    return (l, mClipped ? 0 : dmu * mu, tClipped ? 0 : dth * sigD, dpi * pi * (1 - pi))
+}
+
+/// The zero-count case of eight elements at once (same formulas as `zinbElement`).
+@inline(__always)
+func zinbZeroCase8(_ am: F8, _ ad: F8, _ ap: F8, sf: Float, ridge: Float) -> (F8, F8, F8, F8) {
+    let eps: Float = 1e-10
+    let em = vexp(am)
+    let mClipped = (em .< 1e-5) .| (em .> 1e6)
+    let mu = em.clamped(lowerBound: F8(repeating: 1e-5), upperBound: F8(repeating: 1e6)) * sf
+    let ed = vexp(-vabs(ad))
+    let sp = pointwiseMax(ad, F8(repeating: 0)) + vlog1p(ed)
+    let inv1 = 1 / (1 + ed)
+    let sigD = (ed * inv1).replacing(with: inv1, where: ad .>= 0)
+    let tClipped = (sp .< 1e-4) .| (sp .> 1e4)
+    let theta = sp.clamped(lowerBound: F8(repeating: 1e-4), upperBound: F8(repeating: 1e4))
+    let ep = vexp(-vabs(ap))
+    let inv2 = 1 / (1 + ep)
+    let pi = (ep * inv2).replacing(with: inv2, where: ap .>= 0)
+    let r = theta / (theta + mu + eps)
+    let lr = vlog(r)
+    let p = vexp(theta * lr)
+    let a = pi + (1 - pi) * p + eps
+    let ia = 1 / a
+    let l = -vlog(a) + ridge * pi * pi
+    let dpi = -(1 - p) * ia + 2 * ridge * pi
+    let dth = -(1 - pi) * p * (lr + 1 - r) * ia
+    let dmu = (1 - pi) * p * r * ia
+    let zero = F8(repeating: 0)
+    return (l, (dmu * mu).replacing(with: zero, where: mClipped), (dth * sigD).replacing(with: zero, where: tClipped),
+            dpi * pi * (1 - pi))
+}
+
 extension Tape {
     /// ZINB negative log-likelihood of scNAME / DCA (MODELS.md §2.4), mean over the batch × genes.
     ///
@@ -25,65 +106,35 @@ extension Tape {
         let hv = value(heads)
         let b = counts.rows, g = counts.cols
         precondition(hv.rows == b && hv.cols == 3 * g, "zinbLoss: heads \(hv.rows)×\(hv.cols), counts \(b)×\(g)")
-        let eps: Float = 1e-10
         let grad = alloc(b, 3 * g)
         var total = 0.0
         let hp = hv.pointer, cp = counts.pointer, gp = grad.pointer
+        let g8 = g / 8 * 8
         for i in 0..<b {
             let sf = sizeFactors[i]
-            var rowSum = 0.0
             let hrow = hp + i * 3 * g, grow = gp + i * 3 * g, crow = cp + i * g
-            for j in 0..<g {
-                let am = hrow[j], ad = hrow[g + j], ap = hrow[2 * g + j]
-                let em = Foundation.exp(am)
-                let mClipped = em < 1e-5 || em > 1e6
-                let mu = min(max(em, 1e-5), 1e6) * sf
-                let ed = Foundation.exp(-Swift.abs(ad))
-                let sp = max(ad, 0) + Foundation.log1p(ed)
-                let sigD: Float = ad >= 0 ? 1 / (1 + ed) : ed / (1 + ed)
-                let tClipped = sp < 1e-4 || sp > 1e4
-                let theta = min(max(sp, 1e-4), 1e4)
-                let ep = Foundation.exp(-Swift.abs(ap))
-                let pi: Float = ap >= 0 ? 1 / (1 + ep) : ep / (1 + ep)
-                let x = crow[j]
-                var l: Float, dmu: Float, dth: Float, dpi: Float
-                if x < 1e-8 {
-                    let tme = theta + mu + eps
-                    let r = theta / tme
-                    let lr = Foundation.log(theta) - Foundation.log(tme)
-                    let p = Foundation.exp(theta * lr)
-                    let a = pi + (1 - pi) * p + eps
-                    l = -Foundation.log(a)
-                    dpi = -(1 - p) / a
-                    dth = -(1 - pi) * p * (lr + 1 - r) / a
-                    dmu = (1 - pi) * p * r / a
-                } else {
-                    let te = theta + eps
-                    var lgd: Double, psid: Double, lfact: Double
-                    let xi = Int(x)
-                    if Float(xi) == x && xi <= 32 {
-                        var prod = 1.0, inv = 0.0
-                        let t = Double(te)
-                        for k in 0..<xi { prod *= t + Double(k); inv += 1 / (t + Double(k)) }
-                        lgd = -Foundation.log(prod); psid = -inv
-                    } else {
-                        lgd = Foundation.lgamma(Double(te)) - Foundation.lgamma(Double(x + te))
-                        psid = digamma(Double(te)) - digamma(Double(x + te))
+            var acc = F8(repeating: 0)
+            var j = 0
+            while j < g8 {
+                // Zero-count case for all eight lanes (vectorised), then the non-zero lanes in scalar.
+                var (l, gm, gd, gpi) = zinbZeroCase8(load8(hrow + j), load8(hrow + g + j), load8(hrow + 2 * g + j), sf: sf, ridge: ridge)
+                let x = load8(crow + j)
+                if any(x .>= 1e-8) {
+                    for lane in 0..<8 where x[lane] >= 1e-8 {
+                        let e = zinbElement(hrow[j + lane], hrow[g + j + lane], hrow[2 * g + j + lane], x: x[lane], sf: sf, ridge: ridge)
+                        l[lane] = e.l; gm[lane] = e.gm; gd[lane] = e.gd; gpi[lane] = e.gp
                     }
-                    if Float(xi) == x && xi < logFactorialTable.count { lfact = logFactorialTable[xi] } else { lfact = Foundation.lgamma(Double(x) + 1) }
-                    let l1 = Foundation.log(te + mu) - Foundation.log(te)
-                    let t2 = (theta + x) * l1 + x * (Foundation.log(te) - Foundation.log(mu + eps))
-                    l = Float(lgd + lfact) + t2 - Foundation.log(1 - pi + eps)
-                    dth = Float(psid) + l1 - (theta + x) * mu / (te * (te + mu)) + x / te
-                    dmu = (theta + x) / (te + mu) - x / (mu + eps)
-                    dpi = 1 / (1 - pi + eps)
                 }
-                l += ridge * pi * pi
-                dpi += 2 * ridge * pi
-                rowSum += Double(l)
-                grow[j] = mClipped ? 0 : dmu * mu
-                grow[g + j] = tClipped ? 0 : dth * sigD
-                grow[2 * g + j] = dpi * pi * (1 - pi)
+                acc += l
+                store8(gm, grow + j); store8(gd, grow + g + j); store8(gpi, grow + 2 * g + j)
+                j += 8
+            }
+            var rowSum = Double(acc.sum())
+            while j < g {
+                let e = zinbElement(hrow[j], hrow[g + j], hrow[2 * g + j], x: crow[j], sf: sf, ridge: ridge)
+                rowSum += Double(e.l)
+                grow[j] = e.gm; grow[g + j] = e.gd; grow[2 * g + j] = e.gp
+                j += 1
             }
             total += rowSum
         }
@@ -105,20 +156,24 @@ extension Tape {
         precondition(lv.rows == target.rows && lv.cols == target.cols, "maskBCE: shapes differ")
         let grad = alloc(lv.rows, lv.cols)
         let lp = lv.pointer, tp = target.pointer, gp = grad.pointer
-        var total = 0.0
-        var r0 = 0
-        while r0 < lv.count {
-            let r1 = min(lv.count, r0 + 4096)
-            var s: Float = 0
-            for e in r0..<r1 {
-                let a = lp[e], m = tp[e]
-                let ea = Foundation.exp(-Swift.abs(a))
-                s += max(a, 0) + Foundation.log1p(ea) - m * a
-                let sig: Float = a >= 0 ? 1 / (1 + ea) : ea / (1 + ea)
-                gp[e] = sig - m
-            }
-            total += Double(s)
-            r0 = r1
+        let cnt = lv.count, c8 = cnt / 8 * 8
+        var acc = F8(repeating: 0)
+        var e = 0
+        while e < c8 {
+            let a = load8(lp + e), m = load8(tp + e)
+            let ea = vexp(-vabs(a))
+            acc += pointwiseMax(a, F8(repeating: 0)) + vlog1p(ea) - m * a
+            let inv = 1 / (1 + ea)
+            store8((ea * inv).replacing(with: inv, where: a .>= 0) - m, gp + e)
+            e += 8
+        }
+        var total = Double(acc.sum())
+        while e < cnt {
+            let a = lp[e], m = tp[e]
+            let ea = Foundation.exp(-Swift.abs(a))
+            total += Double(max(a, 0) + Foundation.log1p(ea) - m * a)
+            gp[e] = (a >= 0 ? 1 / (1 + ea) : ea / (1 + ea)) - m
+            e += 1
         }
         let n = Float(max(lv.count, 1))
         let out = alloc(1, 1)
@@ -242,11 +297,20 @@ extension Tape {
                                      b: bp, ldb: d, beta: 0, c: c.pointer, ldc: cn)
                         for q in 0..<bTot {
                             let srow = s.pointer + q * cn, crow = c.pointer + q * cn
-                            var den: Float = 0
-                            for j in 0..<cn {
+                            var den8 = F8(repeating: 0)
+                            var j = 0
+                            while j + 8 <= cn {
+                                let e = vexp((load8(srow + j) - 1) * invT)
+                                store8(e, srow + j)
+                                den8 += e
+                                j += 8
+                            }
+                            var den = den8.sum()
+                            while j < cn {
                                 let e = Foundation.exp((srow[j] - 1) * invT)
                                 srow[j] = e
                                 den += e
+                                j += 1
                             }
                             acc[q * width] += Double(den)
                             for j in 0..<cn where -crow[j] < top.threshold(q) {

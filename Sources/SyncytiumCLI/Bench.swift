@@ -5,7 +5,7 @@ import Foundation
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks, each next to a baseline measured in the same run.",
-        subcommands: [BenchAllreduce.self, BenchIO.self, BenchKNN.self, BenchDataParallel.self, BenchGemm.self, BenchStep.self, BenchSparse.self])
+        subcommands: [BenchAllreduce.self, BenchIO.self, BenchKNN.self, BenchDataParallel.self, BenchGemm.self, BenchStep.self, BenchSparse.self, BenchModel.self])
 }
 
 struct BenchAllreduce: ParsableCommand {

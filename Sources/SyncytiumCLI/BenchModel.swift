@@ -1,0 +1,101 @@
+import ArgumentParser
+import Collectives
+import Foundation
+import Models
+import TensorCore
+import Training
+
+struct BenchModel: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "model",
+        abstract: "Training steps of a real model on a real file vs the same dense GEMMs called raw, interleaved in one run.",
+        discussion: """
+            --model scname: full Trainer steps (VIME corruption, both branches, ZINB + mask losses; in \
+            the fine-tune phase also the bank contrastive loss over all bank rows and soft k-means; \
+            gradient allreduce and Adam) at the given global batch. After each measured step the \
+            dense GEMMs of one step (both branches' dense layers forward and backward, and in \
+            fine-tuning the three batch × bank products) are run raw through sgemm, so 'sgemm' is \
+            the time the same matrix products need without the rest (the clean branch's sparse \
+            first layer is not included). cells/s is per rank: local cells per step / step time.
+            """)
+
+    enum Phase: String, ExpressibleByArgument, CaseIterable { case pretrain, finetune }
+
+    @Option(help: "Model (default: scname).") var model = "scname"
+    @Option(help: "Input .h5ad (default: the shared PBMC 4k file).") var input = "/work/shared/data/pbmc_10x_4k_top2000.h5ad"
+    @Option(help: "Phase to time (default: pretrain).") var phase: Phase = .pretrain
+    @Option(help: "Global batch (default: 256).") var batch = 256
+    @Option(help: "Measured steps (default: 60).") var steps = 60
+    @Option(help: "Warm-up steps (default: 5).") var warmup = 5
+    @Option(help: "Clusters for the fine-tune phase (default: 10).") var clusters = 10
+    @Flag(help: "Two encoders (reference code) instead of one shared encoder.") var separateEncoders = false
+
+    func run() throws {
+        guard model == "scname" else { throw ValidationError("bench model: only 'scname' is available") }
+        let comm = Communicator.world
+        let out: String = comm.orAbort {
+            var po = PreprocessOptions(); po.topGenes = 1000; po.targetSum = nil
+            let data = try InputPipeline.load(input, labelKey: nil, options: po, comm: comm)
+            var h = SCNAME.Hyperparameters()
+            h.pretrainEpochs = phase == .pretrain ? 1_000 : 0
+            h.epochs = 1_000; h.clusters = clusters; h.sharedEncoder = !separateEncoders
+            let m = try SCNAME(input: data, hyperparameters: h, comm: comm)
+            if phase == .finetune {
+                let z = try m.embedding(comm: comm)
+                m.bank.update(localRows: Array(0..<z.rows), values: z)
+                try m.initialiseCentres()
+            }
+            var cfg = TrainerConfig()
+            cfg.epochs = m.totalEpochs; cfg.globalBatch = batch; cfg.learningRate = 1e-3
+            let trainer = try Trainer(task: m, config: cfg, cellIds: data.cellIds, idSpace: data.cells, comm: comm)
+            // The dense GEMMs of one step: (m, n, k) per call.
+            let b = max(1, data.x.rows * batch / max(data.cells, 1)), g = data.genes
+            let dims = h.dims
+            var shapes: [(Int, Int, Int)] = []
+            func layer(_ i: Int, _ o: Int, inputGrad: Bool) {
+                shapes.append((b, o, i)); shapes.append((i, o, b))
+                if inputGrad { shapes.append((b, i, o)) }
+            }
+            let trunk = [(dims[2], dims[1]), (dims[1], dims[0])]
+            for branch in 0..<2 {
+                if branch == 1 { layer(g, dims[0], inputGrad: false) }    // corrupted input is dense
+                layer(dims[0], dims[1], inputGrad: true); layer(dims[1], dims[2], inputGrad: true)
+                for (i, o) in trunk { layer(i, o, inputGrad: true) }
+                layer(dims[0], branch == 0 ? 3 * g : g, inputGrad: true)
+            }
+            let bankRows = data.x.rows
+            if phase == .finetune {
+                shapes.append((batch, bankRows, dims[2])); shapes.append((batch, bankRows, dims[2])); shapes.append((batch, dims[2], bankRows))
+            }
+            let maxA = shapes.map { $0.0 * $0.2 }.max()!, maxB = shapes.map { $0.2 * $0.1 }.max()!, maxC = shapes.map { $0.0 * $0.1 }.max()!
+            var rng = RandomStream(seed: 1)
+            let A = Tensor.uniform(rows: 1, cols: maxA, rng: &rng), B = Tensor.uniform(rows: 1, cols: maxB, rng: &rng)
+            let C = Tensor(rows: 1, cols: maxC)
+            func raw() {
+                for (mm, nn, kk) in shapes {
+                    Linalg.sgemm(transA: false, transB: false, m: mm, n: nn, k: kk, alpha: 1, a: A.pointer, lda: kk,
+                                 b: B.pointer, ldb: nn, beta: 0, c: C.pointer, ldc: nn)
+                }
+            }
+            for _ in 0..<warmup { _ = try trainer.step(); raw() }
+            var stepT: [Double] = [], rawT: [Double] = []
+            for _ in 0..<steps {
+                let t0 = Communicator.time()
+                _ = try trainer.step()
+                let t1 = Communicator.time()
+                raw()
+                let t2 = Communicator.time()
+                stepT.append(t1 - t0); rawT.append(t2 - t1)
+            }
+            func median(_ a: [Double]) -> Double { let s = a.sorted(); return s[s.count / 2] }
+            let ms = median(stepT) * 1000, rawMs = median(rawT) * 1000
+            let flops = shapes.reduce(0.0) { $0 + 2 * Double($1.0) * Double($1.1) * Double($1.2) }
+            return "scname \(phase.rawValue): \(comm.size) rank(s), global batch \(batch) (≈\(b) local), \(g) genes, \(data.cells) cells, "
+                + "shared encoder \(!separateEncoders)\n"
+                + "  step \(fmt(ms, 2)) ms  →  \(Int(Double(b) / (ms / 1000))) cells/s per rank\n"
+                + "  raw sgemm of the same dense GEMMs \(fmt(rawMs, 2)) ms (\(fmt(flops / (rawMs / 1000) / 1e9, 1)) GFLOP/s)"
+                + "  →  sgemm-bound limit \(Int(Double(b) / (rawMs / 1000))) cells/s\n"
+        }
+        if comm.rank == 0 { print(out, terminator: "") }
+    }
+}
