@@ -87,7 +87,7 @@ public final class SCNAME: Model {
     let counts: CSRMatrix
     let sizeFactors: [Float]
     public let cellIds: [Int64]
-    let mean: [Float], std: [Float]
+    let mean: [Float], std: [Float], invStd: [Float]
     /// μ ⊘ σ as a 1×G row (the folded centering).
     let shift: Tensor
 
@@ -132,7 +132,7 @@ public final class SCNAME: Model {
             let v = max(moments[g + j] / n - m * m, 0)
             mu[j] = Float(m); sd[j] = v > 1e-12 ? Float(v.squareRoot()) : 1
         }
-        mean = mu; std = sd
+        mean = mu; std = sd; invStd = sd.map { 1 / $0 }
         var vals = xLog.values
         for e in 0..<vals.count { vals[e] /= sd[Int(xLog.colIdx[e])] }
         xScaled = try CSRMatrix(rows: xLog.rows, cols: g, rowPtr: xLog.rowPtr, colIdx: xLog.colIdx, values: vals)
@@ -264,8 +264,8 @@ public final class SCNAME: Model {
                        maskProbability: h.maskProbability, seed: context.seed, epoch: context.epoch, step: context.step,
                        xTilde: xt, maskLabel: ml)
         mean.withUnsafeBufferPointer { mp in
-            std.withUnsafeBufferPointer { sp in
-                for i in 0..<b { let r = xt.pointer + i * g; for j in 0..<g { r[j] = (r[j] - mp[j]) / sp[j] } }
+            invStd.withUnsafeBufferPointer { sp in
+                for i in 0..<b { let r = xt.pointer + i * g; for j in 0..<g { r[j] = (r[j] - mp[j]) * sp[j] } }
             }
         }
         // Clean branch → z, ZINB.
