@@ -140,6 +140,11 @@ if [ -e "$WORK/csc1.h5ad" ] && cmp -s "$WORK/csc1.h5ad" "$WORK/csc3.h5ad" \
     && "${PY[@]}" close "$WORK/csr1.h5ad" "$WORK/csc3.h5ad" 0 > "$WORK/py" 2>&1; then
     ok "CSC input: byte-identical on 1 and 3 ranks, same X_syncytium as the CSR copy"
 else bad "CSC input: $(head -1 "$WORK/err") $(tail -1 "$WORK/py" 2>/dev/null)"; fi
+# Every rank (not just the one that found the problem) exits non-zero.
+rm -f "$WORK/rcs"
+timeout "$TIMEOUT" "${MPIRUN[@]}" -np 3 sh -c "\"$BIN\" preprocess \"$WORK/bad/nan_counts.h5ad\" \"$WORK/x.h5ad\" 2>/dev/null; echo \$? >> \"$WORK/rcs\"" >/dev/null 2>&1
+if [ "$(grep -c '^1$' "$WORK/rcs" 2>/dev/null)" = 3 ]; then ok "nan_counts.h5ad on 3 ranks: every rank exits 1"
+else bad "nan_counts.h5ad on 3 ranks: per-rank exit codes $(tr '\n' ' ' < "$WORK/rcs" 2>/dev/null)"; fi
 # More ranks than cells: an error on 3 ranks (1 rank is fine).
 rm -f "$WORK/two.h5ad"
 run 3 preprocess "$WORK/bad/two_cells.h5ad" "$WORK/two.h5ad" --hvg 5 >/dev/null 2>"$WORK/err"; rc=$?
