@@ -7,7 +7,7 @@
 //   weight sets (`sharedEncoder: false` reproduces that). The mask head and the three ZINB heads are
 //   separate layers in both cases (the ZINB heads are one fused 256→3G layer).
 // - Input scaling is folded into the first layer for the clean branch: (X_log ⊘ σ)·W − (μ ⊘ σ)·W, so
-//   the sparse input is never densified; σ is the population standard deviation (zero-variance
+//   the sparse input is never densified (the corrupted batch is kept sparse the same way); σ is the population standard deviation (zero-variance
 //   genes use σ = 1), no clipping (scanpy `scale` default as in the reference).
 // - VIME corruption: per-entry Bernoulli(p_m) masks and the replacement rows are drawn from a stream
 //   seeded by (seed, epoch, step, global cell id), so a batch is corrupted identically on any rank
@@ -170,12 +170,15 @@ public final class SCNAME: Model {
     // MARK: forward pieces
 
     /// Clean branch: z of `rows` (sparse input, centering folded into the first layer).
-    func encodeClean(_ x: CSRMatrix, _ tape: Tape) -> Var {
-        let l0 = encoder[0]
+    func encodeClean(_ x: CSRMatrix, _ tape: Tape) -> Var { encode(x, encoder, tape) }
+
+    /// z of a sparse batch of X ⊘ σ through `layers`: (X ⊘ σ)·W + (b − (μ ⊘ σ)·W) in the first layer.
+    func encode(_ x: CSRMatrix, _ layers: [Linear], _ tape: Tape) -> Var {
+        let l0 = layers[0]
         let w = tape.param(l0.weight)
         let b = tape.sub(tape.param(l0.bias!), tape.matmul(tape.constant(shift), w))
         var h = tape.linear(x, w, b, activation: .relu)
-        for l in encoder.dropFirst() { h = l(h, tape) }
+        for l in layers.dropFirst() { h = l(h, tape) }
         return h
     }
 
@@ -263,11 +266,19 @@ public final class SCNAME: Model {
         SCNAME.corrupt(batchIds: batch.ids, batchDense: batch.dense, ownIds: rows.map { cellIds[$0] },
                        maskProbability: h.maskProbability, seed: context.seed, epoch: context.epoch, step: context.step,
                        xTilde: xt, maskLabel: ml)
-        mean.withUnsafeBufferPointer { mp in
-            invStd.withUnsafeBufferPointer { sp in
-                for i in 0..<b { let r = xt.pointer + i * g; for j in 0..<g { r[j] = (r[j] - mp[j]) * sp[j] } }
+        // x̃ ⊘ σ as CSR (its density is that of x: replacements come from the same gene's column);
+        // the centering is folded into the first layer as for the clean branch.
+        var rp = [Int64](repeating: 0, count: b + 1), ci: [Int32] = [], vs: [Float] = []
+        let expected = Int(Double(b * g) * xLog.density * 1.2) + 16
+        ci.reserveCapacity(expected); vs.reserveCapacity(expected)
+        invStd.withUnsafeBufferPointer { sp in
+            for i in 0..<b {
+                let r = xt.pointer + i * g
+                for j in 0..<g where r[j] != 0 { ci.append(Int32(j)); vs.append(r[j] * sp[j]) }
+                rp[i + 1] = Int64(vs.count)
             }
         }
+        let xtScaled = try CSRMatrix(rows: b, cols: g, rowPtr: rp, colIdx: ci, values: vs)
         // Clean branch → z, ZINB.
         let z = encodeClean(xScaled.gatherRows(rows), tape)
         let heads = zinbHead(trunkForward(z, trunk, tape), tape)
@@ -277,9 +288,7 @@ public final class SCNAME: Model {
         let sf = rows.map { sizeFactors[$0] }
         let lZinb = sf.withUnsafeBufferPointer { tape.zinbLoss(heads, counts: cd, sizeFactors: $0.baseAddress!, ridge: h.ridge) }
         // Corrupted branch → z̃, mask estimate.
-        var ht = tape.constant(xt)
-        for l in encoderT { ht = l(ht, tape) }
-        let zt = ht
+        let zt = encode(xtScaled, encoderT, tape)
         let lMask = tape.maskBCE(maskHead(trunkForward(zt, trunkT, tape), tape), target: ml)
         // Bank rows of this batch ← clean z (owner-local), before the neighbourhood loss.
         let zv = tape.value(z)
