@@ -138,6 +138,14 @@ def graphclose(a_path, b_path, tol):
     print(f"ok: obsp graphs agree ({a.obsp['distances'].nnz} distances)")
 
 
+def readable(path, n_obs):
+    """anndata reads an output written from a non-h5ad input."""
+    b = ad.read_h5ad(path)
+    assert b.n_obs == int(n_obs), f"{b.n_obs} cells, expected {n_obs}"
+    assert b.obsm["X_syncytium"].shape[0] == b.n_obs and "syncytium" in b.uns
+    print(f"ok {path}: {b.n_obs} cells, obs {list(b.obs.columns)}")
+
+
 def simcheck(path):
     a = ad.read_h5ad(path)
     x = a.X
@@ -158,6 +166,8 @@ if __name__ == "__main__":
         close(sys.argv[2], sys.argv[3], float(sys.argv[4]))
     elif cmd == "graphclose":
         graphclose(sys.argv[2], sys.argv[3], float(sys.argv[4]))
+    elif cmd == "readable":
+        readable(sys.argv[2], sys.argv[3])
     elif cmd == "simcheck":
         simcheck(sys.argv[2])
     else:

@@ -58,6 +58,10 @@ for f in "$DATA"/*.h5ad "$DATA"/*.h5; do
         if [ "${name##*.}" = "h5ad" ]; then
             if "${PY[@]}" check "$f" "$WORK/${name%.*}.np3.h5ad" > "$WORK/py" 2>&1; then ok "anndata reads $name output"
             else bad "anndata check of $name output: $(tail -1 "$WORK/py")"; fi
+        else
+            cells=$(run 1 inspect "$f" --json 2>/dev/null | grep '"cells"' | tr -dc '0-9')
+            if "${PY[@]}" readable "$WORK/${name%.*}.np3.h5ad" "$cells" > "$WORK/py" 2>&1; then ok "anndata reads $name output"
+            else bad "anndata read of $name output: $(tail -1 "$WORK/py")"; fi
         fi
     fi
     if run 1 inspect "$f" >/dev/null 2>"$WORK/err"; then ok "inspect $name"; else bad "inspect $name: $(head -1 "$WORK/err")"; fi
