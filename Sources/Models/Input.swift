@@ -106,7 +106,7 @@ public enum InputPipeline {
     }
 
     /// The sorted union of the strings held by all ranks.
-    static func globalCategories(_ values: [String], comm: Communicator) throws -> [String] {
+    public static func globalCategories(_ values: [String], comm: Communicator) throws -> [String] {
         let local = Array(Set(values.filter { !$0.isEmpty })).sorted()
         let bytes = Array(local.joined(separator: "\u{1}").utf8)
         let (all, counts) = try comm.allgatherv(bytes)

@@ -32,6 +32,8 @@ public struct ApproximateKNN {
         }
         let nlist = max(1, min(lists ?? Int(Double(layout.total).squareRoot().rounded()), layout.total / 2))
         let nprobe = min(probes, nlist)
+        let kFinal = k
+        let k = KNNRefine.searchWidth(k: kFinal, total: layout.total)
         let p = comm.size, me = comm.rank
         let myFirst = Int64(layout.offsets[me])
         let xs = x.scalars
@@ -157,8 +159,7 @@ public struct ApproximateKNN {
                 off += k
             }
         }
-        result.takeSquareRoots()
-        return KNNResult(k: k, count: n, indices: result.ids, distances: result.distances)
+        return try KNNRefine.refine(x, candidates: result, k: kFinal, layout: layout, comm: comm)
     }
 }
 

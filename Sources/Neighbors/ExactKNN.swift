@@ -32,6 +32,8 @@ public enum ExactKNN {
             throw CollectiveUsageError("kNN with k = \(k) needs more than k cells; there are \(layout.total)")
         }
         let p = comm.size, r = comm.rank
+        let kFinal = k
+        let k = KNNRefine.searchWidth(k: kFinal, total: layout.total)
         let mine = x.scalars
         let myNorms = mine.withUnsafeBufferPointer { rowSquaredNorms($0.baseAddress!, rows: n, dim: d) }
         let myFirst = Int64(layout.offsets[r])
@@ -82,8 +84,7 @@ public enum ExactKNN {
             let backDist = try comm.sendrecv(visit.distances, to: home, receiveCount: n * k, from: from, tag: 84)
             for i in 0..<n { top.merge(row: i, distances: backDist[(i * k)..<(i * k + k)], ids: backIds[(i * k)..<(i * k + k)]) }
         }
-        top.takeSquareRoots()
-        return KNNResult(k: k, count: n, indices: top.ids, distances: top.distances)
+        return try KNNRefine.refine(x, candidates: top, k: kFinal, layout: layout, comm: comm)
     }
 
     /// All tiles of rows × cols (only tiles on or above the diagonal when `triangular`).

@@ -11,7 +11,7 @@ struct Syncytium: ParsableCommand {
             SLURM's `srun`. `launch/run N …` picks the launcher, thread counts and binding for you.
             """,
         version: SyncytiumVersion.string,
-        subcommands: [Info.self, Train.self, Cluster.self, Bench.self, Inspect.self, Simulate.self, PreprocessCommand.self]
+        subcommands: [Info.self, Train.self, Cluster.self, Bench.self, Inspect.self, Simulate.self, PreprocessCommand.self, KNNCommand.self, Evaluate.self]
     )
 }
 
