@@ -18,7 +18,8 @@ struct BenchDataParallel: ParsableCommand {
     @Option(help: "Input genes.") var genes = 2000
     @Option(help: "Fraction of non-zero inputs (sparse first layer).") var density = 0.1
     @Option(help: "Gradient bucket size, MiB.") var bucketMib: Double = 4
-    @Flag(inversion: .prefixedNo, help: "Overlap the allreduce with the backward pass.") var overlap = true
+    @Flag(inversion: .prefixedNo, help: "Overlap the allreduce with the backward pass (when the optimiser is not sharded).") var overlap = true
+    @Flag(inversion: .prefixedNo, help: "Sharded optimiser step: reduce-scatter, update own slice, allgather (ZeRO-1).") var shardOptimizer = true
     @Option(help: "BLAS threads per rank.") var threads = 1
     @Flag(help: "Print JSON.") var json = false
 
@@ -44,7 +45,7 @@ struct BenchDataParallel: ParsableCommand {
             let x = try CSRMatrix(rows: rowsPerRank, cols: genes, rowPtr: rowPtr, colIdx: cols, values: vals)
             let task = MLPAutoencoder(input: x, seed: 1)
             var cfg = TrainerConfig()
-            cfg.globalBatch = batch * comm.size; cfg.bucketMiB = bucketMib; cfg.overlap = overlap; cfg.epochs = 1_000_000
+            cfg.globalBatch = batch * comm.size; cfg.bucketMiB = bucketMib; cfg.overlap = overlap; cfg.shardOptimizer = shardOptimizer; cfg.epochs = 1_000_000
             let first = Int64(comm.rank * rowsPerRank)
             let trainer = try Trainer(task: task, config: cfg, cellIds: (0..<rowsPerRank).map { first + Int64($0) }, comm: comm)
             var full: [Double] = [], compute: [Double] = [], wait: [Double] = []
@@ -73,7 +74,7 @@ struct BenchDataParallel: ParsableCommand {
             print("""
                 MLP autoencoder \(task.widths.map(String.init).joined(separator: "-")), \(comm.size) rank(s) × \(batch) cells, \
                 \(out.parameters) parameters (\(fmt(out.gradientMiB, 1)) MiB of gradients), medians of \(steps)
-                full step (allreduce\(overlap ? ", overlapped" : "")): \(fmt(out.fullStepMs, 2)) ms
+                full step (\(shardOptimizer ? "reduce-scatter, sharded Adam, allgather" : overlap ? "bucketed allreduce overlapping backward" : "one allreduce")): \(fmt(out.fullStepMs, 2)) ms
                 compute-only step:      \(fmt(out.computeStepMs, 2)) ms
                 data-parallel overhead: \(fmt(100 * out.overheadFraction, 1)) % of the full step (waiting for gradients \(fmt(out.allreduceWaitMs, 2)) ms)
                 throughput: \(Int(out.cellsPerSecondPerRank)) cells/s per rank

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Autograd
+import Collectives
 import Foundation
 import NN
 import TensorCore
@@ -26,7 +27,8 @@ struct BenchStep: ParsableCommand {
             24-d bottleneck and the output), MSE reconstruction loss, Adam. --model linear: one Linear \
             2000→1024 forward + backward (input requiring a gradient) vs its three sgemm calls. \
             Reports medians, cells/s, and peak RSS after warm-up and at the end (steady-state steps \
-            should allocate nothing, so the two should match).
+            should allocate nothing, so the two should match). On several ranks (`launch/run 2 bench \
+            step`) it reports the data-parallel share instead: full vs compute-only Trainer steps.
             """)
 
     enum Model: String, ExpressibleByArgument, CaseIterable { case mlp, linear }
@@ -83,6 +85,15 @@ struct BenchStep: ParsableCommand {
     }
 
     func run() throws {
+        // On several ranks the question is the data-parallel cost: the same step through the Trainer,
+        // full (with gradient communication) vs compute-only, interleaved (see `bench dp`).
+        if Communicator.world.size > 1 {
+            var dp = BenchDataParallel()
+            dp.batch = batch; dp.threads = threads; dp.json = json
+            dp.density = density ?? 0.1
+            try dp.run()
+            return
+        }
         BLASLibrary.setThreads(threads)
         let store = ParameterStore()
         var rng = RandomStream(seed: 42, purpose: .initialization)
