@@ -88,9 +88,8 @@ struct BenchStep: ParsableCommand {
         // On several ranks the question is the data-parallel cost: the same step through the Trainer,
         // full (with gradient communication) vs compute-only, interleaved (see `bench dp`).
         if Communicator.world.size > 1 {
-            var dp = BenchDataParallel()
-            dp.batch = batch; dp.threads = threads; dp.json = json
-            dp.density = density ?? 0.1
+            let dp = try BenchDataParallel.parse(["--batch", "\(batch)", "--threads", "\(threads)",
+                                                  "--density", "\(density ?? 0.1)"] + (json ? ["--json"] : []))
             try dp.run()
             return
         }
