@@ -8,7 +8,7 @@ typealias F8 = SIMD8<Float>
 @inline(__always) func store8(_ v: F8, _ p: UnsafeMutablePointer<Float>) { UnsafeMutableRawPointer(p).storeBytes(of: v, as: F8.self) }
 
 @inline(__always) func vexp(_ x0: F8) -> F8 {
-    let x = x0.clamped(lowerBound: F8(repeating: -87.3), upperBound: F8(repeating: 88.3))
+    let x = vclamp(x0, -87.3, 88.3)
     // n = round(x / ln 2) via the 1.5·2²³ trick; its integer sits in the low mantissa bits.
     let t = x * 1.44269504088896341 + 12582912.0
     let n = t - 12582912.0
@@ -58,3 +58,10 @@ typealias F8 = SIMD8<Float>
 @inline(__always) func vabs(_ x: F8) -> F8 {
     unsafeBitCast(unsafeBitCast(x, to: SIMD8<UInt32>.self) & 0x7FFF_FFFF, to: F8.self)
 }
+
+/// min(max(x, lo), hi) lane-wise, as compare + select (inlined, unlike the generic library helpers).
+@inline(__always) func vclamp(_ x: F8, _ lo: Float, _ hi: Float) -> F8 {
+    x.replacing(with: lo, where: x .< lo).replacing(with: hi, where: x .> hi)
+}
+
+@inline(__always) func vrelu(_ x: F8) -> F8 { x.replacing(with: 0, where: x .< 0) }

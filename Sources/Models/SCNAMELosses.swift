@@ -70,13 +70,13 @@ func zinbZeroCase8(_ am: F8, _ ad: F8, _ ap: F8, sf: Float, ridge: Float) -> (F8
     let eps: Float = 1e-10
     let em = vexp(am)
     let mClipped = (em .< 1e-5) .| (em .> 1e6)
-    let mu = em.clamped(lowerBound: F8(repeating: 1e-5), upperBound: F8(repeating: 1e6)) * sf
+    let mu = vclamp(em, 1e-5, 1e6) * sf
     let ed = vexp(-vabs(ad))
-    let sp = pointwiseMax(ad, F8(repeating: 0)) + vlog1p(ed)
+    let sp = vrelu(ad) + vlog1p(ed)
     let inv1 = 1 / (1 + ed)
     let sigD = (ed * inv1).replacing(with: inv1, where: ad .>= 0)
     let tClipped = (sp .< 1e-4) .| (sp .> 1e4)
-    let theta = sp.clamped(lowerBound: F8(repeating: 1e-4), upperBound: F8(repeating: 1e4))
+    let theta = vclamp(sp, 1e-4, 1e4)
     let ep = vexp(-vabs(ap))
     let inv2 = 1 / (1 + ep)
     let pi = (ep * inv2).replacing(with: inv2, where: ap .>= 0)
@@ -162,7 +162,7 @@ extension Tape {
         while e < c8 {
             let a = load8(lp + e), m = load8(tp + e)
             let ea = vexp(-vabs(a))
-            acc += pointwiseMax(a, F8(repeating: 0)) + vlog1p(ea) - m * a
+            acc += vrelu(a) + vlog1p(ea) - m * a
             let inv = 1 / (1 + ea)
             store8((ea * inv).replacing(with: inv, where: a .>= 0) - m, gp + e)
             e += 8

@@ -7,6 +7,19 @@ import Models
 import TensorCore
 import Training
 
+/// Serves allocations below 256 MiB from the heap and keeps freed memory there: the per-step
+/// batch arrays (a few hundred KiB each) would otherwise be mmapped and zero-faulted every step.
+func keepAllocationsOnHeap() {
+    #if os(Linux)
+    _ = glibcMallopt(-3, 256 << 20)   // M_MMAP_THRESHOLD (malloc.h is not in the Glibc module)
+    _ = glibcMallopt(-1, 512 << 20)   // M_TRIM_THRESHOLD
+    #endif
+}
+
+#if os(Linux)
+@_silgen_name("mallopt") func glibcMallopt(_ param: Int32, _ value: Int32) -> Int32
+#endif
+
 /// The resolved settings of a `cluster` run: defaults ← YAML config file ← command-line options.
 struct ClusterSettings: Codable {
     var model = "scname"
@@ -101,7 +114,8 @@ struct Cluster: ParsableCommand {
 
             scNAME defaults (reference values in brackets): 1000 HVGs [1000], batch 256 [128], \
             Adam lr 1e-3 [1e-4], 40 pretraining epochs [500], at most 40 fine-tuning epochs [1000] \
-            with the label-change check every 5 epochs [50], p_m 0.3, k 10, T 0.7, α 1, β 0.1, γ 0.1. \
+            with the label-change check every 5 epochs [50], p_m 0.3, k 10, T 0.7, α 1, β 0.1, γ 0.1, \
+            two encoders as the reference code (shared_encoder: true for one). \
             --reference-schedule restores the bracketed schedule.
 
             SIGTERM or SIGUSR1 stop the run at the next step boundary after a checkpoint (exit \
@@ -160,6 +174,7 @@ struct Cluster: ParsableCommand {
     func run() throws {
         let comm = Communicator.world
         StopSignal.install()
+        keepAllocationsOnHeap()
         let settings = try resolve()
         let stopped: Bool = comm.orAbort {
             let t0 = Communicator.time()
