@@ -28,7 +28,7 @@ let package = Package(
         .target(name: "Autograd", dependencies: ["TensorCore"]),
         .target(name: "NN", dependencies: ["TensorCore", "Autograd"]),
         .target(name: "HDF5IO", dependencies: ["CHDF5"]),
-        .target(name: "CellData", dependencies: ["HDF5IO", "Collectives", "TensorCore"]),
+        .target(name: "CellData", dependencies: ["HDF5IO", "Collectives", "TensorCore"], exclude: ["README.md"]),
         .target(name: "Clustering", dependencies: ["Collectives", "TensorCore"]),
         .target(name: "Training", dependencies: ["Collectives", "TensorCore", "Autograd", "NN"]),
         .target(name: "Models", dependencies: ["Collectives", "TensorCore", "Autograd", "NN", "CellData", "Training",
@@ -49,9 +49,9 @@ let package = Package(
         .testTarget(name: "AutogradTests", dependencies: ["TensorCore", "Autograd"]),
         .testTarget(name: "NNTests", dependencies: ["TensorCore", "Autograd", "NN"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Collectives", "TensorCore", "Autograd", "NN"]),
-        .testTarget(name: "NeighborsTests", dependencies: ["Neighbors", "Collectives", "TensorCore"]),
+        .testTarget(name: "NeighborsTests", dependencies: ["Neighbors", "Collectives", "TensorCore"], exclude: ["Fixtures"]),
         .testTarget(name: "ClusteringTests", dependencies: ["Clustering", "Collectives"]),
-        .testTarget(name: "CellDataTests", dependencies: ["HDF5IO", "CellData", "Collectives", "TensorCore"]),
+        .testTarget(name: "CellDataTests", dependencies: ["HDF5IO", "CellData", "Collectives", "TensorCore"], exclude: ["Fixtures"]),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "Training", "Collectives", "TensorCore", "Autograd", "NN", "Neighbors", "Clustering", "CellData"]),
     ]
 )
