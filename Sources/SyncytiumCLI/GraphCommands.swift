@@ -31,7 +31,9 @@ struct KNNCommand: ParsableCommand {
     @Option(help: "Highly variable genes (0 = all).") var topGenes = 2000
     @Option(help: "exact or approximate.") var method: Method = .exact
     @Option(help: "Edge weights: umap (scanpy's default) or gauss.") var weights: Weights = .umap
-    @Option(help: "Also run distributed k-means with this many clusters on the PCA ('auto': estimate by silhouette).") var kmeans: String?
+    @Option(help: "Also run distributed k-means with this many clusters on the PCA ('auto': estimate it, see --estimator).") var kmeans: String?
+    enum Estimator: String, ExpressibleByArgument, CaseIterable { case spectral, silhouette }
+    @Option(help: "How --kmeans auto estimates K: spectral (eigengap of the normalised kNN graph) or silhouette (k-means for K = 2…30).") var estimator: Estimator = .spectral
     @Option(help: "obs column with reference labels (for ARI/NMI of --kmeans).") var labelKey: String?
     @Option(help: "Seed.") var seed: UInt64 = 0
     @Flag(help: "Print JSON.") var json = false
@@ -77,7 +79,11 @@ struct KNNCommand: ParsableCommand {
                 let points = PointShard(values: pc.scores, count: s.localRows, dim: pc.nComps)
                 let k: Int
                 if kspec == "auto" {
-                    k = try EstimateClusterCount.silhouette(points, range: 2...min(30, max(2, s.nObs - 1)), seed: seed, comm: comm).best
+                    switch estimator {
+                    case .spectral: k = try SpectralClusterCount.estimate(conn, layout: layout, seed: seed, comm: comm).k
+                    case .silhouette:
+                        k = try EstimateClusterCount.silhouette(points, range: 2...min(30, max(2, s.nObs - 1)), seed: seed, comm: comm).best
+                    }
                 } else {
                     guard let v = Int(kspec), v >= 1 else { throw ValidationError("--kmeans takes a number of clusters or 'auto'") }
                     k = v

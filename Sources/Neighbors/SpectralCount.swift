@@ -1,0 +1,125 @@
+import Collectives
+import Foundation
+import TensorCore
+
+/// Estimating the number of clusters from the kNN graph's spectrum (the eigengap heuristic, von
+/// Luxburg 2007): the normalised adjacency M = D^−½(A + I)D^−½ has one eigenvalue near 1 per
+/// well-separated group of cells, so K is where the sorted eigenvalues drop most. The top `count`
+/// eigenvalues come from a distributed subspace iteration on (M + I)/2 — one halo exchange of the
+/// block per iteration, Cholesky-QR orthonormalisation with one b×b allreduce — and a Rayleigh–Ritz
+/// step. Start vectors depend only on (seed, global cell id), so any rank count gives the same K.
+public enum SpectralClusterCount {
+    public struct Result: Sendable {
+        public let k: Int
+        public let eigenvalues: [Double]
+    }
+
+    /// `graph`: this rank's rows of a symmetric kNN graph (e.g. UMAP connectivities).
+    public static func estimate(_ graph: GraphShard, layout: RowLayout, maxK: Int = 30, iterations: Int = 150,
+                                seed: UInt64 = 0, comm: Communicator) throws -> Result {
+        let m = try graph.symmetricNormalized(selfLoops: true, layout: layout, comm: comm)
+        // Extra vectors beyond maxK + 1: the last Ritz values of a block converge slowest.
+        let b = min(maxK + 12, layout.total)
+        let n = m.rows
+        let first = layout.offsets[comm.rank]
+        let halo = try HaloPlan(needed: m.cols, layout: layout, comm: comm)
+        let colSlot = m.cols.map { halo.index(of: $0)! }
+        var v = [Float](repeating: 0, count: n * b)
+        for i in 0..<n {
+            var s = (seed ^ 0xA5A5_5A5A_C3C3_3C3C) &+ UInt64(first + i) &* 0x9E37_79B9_7F4A_7C15
+            for j in 0..<b {
+                s &+= 0x9E37_79B9_7F4A_7C15
+                var z = s; z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9; z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+                v[i * b + j] = Float(Double((z ^ (z >> 31)) >> 11) * 0x1.0p-53 - 0.5)
+            }
+        }
+        var w = [Float](repeating: 0, count: n * b)
+        func apply() throws {  // w = ((M + I)/2) v
+            let remote = try halo.fetch(v, width: b)
+            for i in 0..<n {
+                for j in 0..<b { w[i * b + j] = 0.5 * v[i * b + j] }
+                for e in Int(m.rowPtr[i])..<Int(m.rowPtr[i + 1]) {
+                    let a = 0.5 * m.values[e], src = colSlot[e] * b
+                    for j in 0..<b { w[i * b + j] += a * remote[src + j] }
+                }
+            }
+        }
+        for _ in 0..<iterations {
+            try apply()
+            v = try orthonormalize(w, n: n, b: b, comm: comm)
+        }
+        // Rayleigh–Ritz: H = Vᵀ ((M+I)/2) V, eigenvalues of M = 2λ − 1.
+        try apply()
+        var h = [Double](repeating: 0, count: b * b)
+        for i in 0..<n { for p in 0..<b { let vp = Double(v[i * b + p]); for q in 0..<b { h[p * b + q] += vp * Double(w[i * b + q]) } } }
+        try comm.allreduce(&h, op: .sum)
+        for p in 0..<b { for q in (p + 1)..<b { let s = 0.5 * (h[p * b + q] + h[q * b + p]); h[p * b + q] = s; h[q * b + p] = s } }
+        let eig = jacobiEigenvalues(h, b).map { 2 * $0 - 1 }.sorted(by: >)
+        var best = 2, gap = -Double.infinity
+        for k in 2...max(2, min(maxK, eig.count - 1)) where eig[k - 1] - eig[k] > gap { gap = eig[k - 1] - eig[k]; best = k }
+        if ProcessInfo.processInfo.environment["SYNCYTIUM_DEBUG_SPECTRUM"] != nil && comm.rank == 0 {
+            writeStderr("spectrum: " + eig.prefix(maxK + 1).map { String(format: "%.4f", $0) }.joined(separator: " ") + "\n")
+        }
+        return Result(k: best, eigenvalues: eig)
+    }
+
+    /// Cholesky QR (twice, for stability): returns W R⁻¹ with orthonormal columns over all ranks.
+    static func orthonormalize(_ w: [Float], n: Int, b: Int, comm: Communicator) throws -> [Float] {
+        var x = w
+        for _ in 0..<2 {
+            var g = [Double](repeating: 0, count: b * b)
+            for i in 0..<n { for p in 0..<b { let xp = Double(x[i * b + p]); if xp == 0 { continue }; for q in p..<b { g[p * b + q] += xp * Double(x[i * b + q]) } } }
+            try comm.allreduce(&g, op: .sum)
+            for p in 0..<b { for q in 0..<p { g[p * b + q] = g[q * b + p] } }
+            // g = Rᵀ R (upper R), then x ← x R⁻¹ row by row.
+            var r = [Double](repeating: 0, count: b * b)
+            for j in 0..<b {
+                var s = g[j * b + j]
+                for k in 0..<j { s -= r[k * b + j] * r[k * b + j] }
+                let d = max(s, 1e-300).squareRoot()
+                r[j * b + j] = d
+                for c in (j + 1)..<b {
+                    var t = g[j * b + c]
+                    for k in 0..<j { t -= r[k * b + j] * r[k * b + c] }
+                    r[j * b + c] = t / d
+                }
+            }
+            var row = [Double](repeating: 0, count: b)
+            for i in 0..<n {
+                for c in 0..<b {
+                    var t = Double(x[i * b + c])
+                    for k in 0..<c { t -= row[k] * r[k * b + c] }
+                    row[c] = t / r[c * b + c]
+                }
+                for c in 0..<b { x[i * b + c] = Float(row[c]) }
+            }
+        }
+        return x
+    }
+
+    /// Eigenvalues of a small symmetric matrix (cyclic Jacobi rotations).
+    static func jacobiEigenvalues(_ a0: [Double], _ n: Int) -> [Double] {
+        var a = a0
+        for _ in 0..<100 {
+            var off = 0.0
+            for p in 0..<n { for q in (p + 1)..<n { off += a[p * n + q] * a[p * n + q] } }
+            if off < 1e-22 { break }
+            for p in 0..<n {
+                for q in (p + 1)..<n where abs(a[p * n + q]) > 1e-300 {
+                    let theta = (a[q * n + q] - a[p * n + p]) / (2 * a[p * n + q])
+                    let t = (theta >= 0 ? 1 : -1) / (abs(theta) + (theta * theta + 1).squareRoot())
+                    let c = 1 / (t * t + 1).squareRoot(), s = t * c
+                    for k in 0..<n {
+                        let akp = a[k * n + p], akq = a[k * n + q]
+                        a[k * n + p] = c * akp - s * akq; a[k * n + q] = s * akp + c * akq
+                    }
+                    for k in 0..<n {
+                        let apk = a[p * n + k], aqk = a[q * n + k]
+                        a[p * n + k] = c * apk - s * aqk; a[q * n + k] = s * apk + c * aqk
+                    }
+                }
+            }
+        }
+        return (0..<n).map { a[$0 * n + $0] }
+    }
+}
