@@ -305,6 +305,10 @@ run("distributed kNN = single-rank") {
              try Connectivities.gaussian(ref, layout: allLayout, comm: Communicator.solo), "gauss connectivities")
     sameRows(try umapD.symmetricNormalized(selfLoops: true, layout: layout, comm: comm),
              try umapS.symmetricNormalized(selfLoops: true, layout: allLayout, comm: Communicator.solo), "D^-1/2 (A+I) D^-1/2")
+    let specD = try SpectralClusterCount.estimate(umapD, layout: layout, maxK: 12, iterations: 60, comm: comm)
+    let specS = try SpectralClusterCount.estimate(umapS, layout: allLayout, maxK: 12, iterations: 60, comm: Communicator.solo)
+    let eDiff = zip(specD.eigenvalues, specS.eigenvalues).map { abs($0 - $1) }.max() ?? 1
+    expect(specD.k == specS.k && eDiff < 1e-4, "spectral cluster count \(specD.k) vs single-rank \(specS.k) (max eigenvalue Δ \(eDiff))")
     // Halo: every rank fetches rows owned anywhere, including its own and none at all on rank 0.
     let want: [Int64] = r == 0 ? [] : [Int64(n - 1), 0, Int64(lo), Int64(n / 2), 0]
     let halo = try HaloPlan(needed: want, layout: layout, comm: comm)

@@ -100,3 +100,19 @@ final class GraphTests: XCTestCase {
         XCTAssertGreaterThan(after[0], before[0])
     }
 }
+
+final class SpectralCountTests: XCTestCase {
+    func testEigengapFindsSeparatedGroups() throws {
+        let comm = Communicator.world
+        for k in [3, 6] {
+            let (x, _) = SyntheticEmbeddings.rows(0..<(150 * k), dim: 10, clusters: k, spread: 0.3, seed: UInt64(k))
+            let knn = try ExactKNN.build(x, k: 10, comm: comm)
+            let layout = try RowLayout(comm: comm, localCount: x.rows)
+            let g = try Connectivities.umap(knn, layout: layout, comm: comm)
+            let r = try SpectralClusterCount.estimate(g, layout: layout, maxK: 12, iterations: 80, comm: comm)
+            XCTAssertEqual(r.k, k, "eigenvalues \(r.eigenvalues.prefix(10))")
+            XCTAssertEqual(r.eigenvalues[0], 1, accuracy: 1e-3)
+            XCTAssertTrue(zip(r.eigenvalues, r.eigenvalues.dropFirst()).allSatisfy { $0 >= $1 })
+        }
+    }
+}
