@@ -28,7 +28,7 @@ struct BenchModel: ParsableCommand {
     @Option(help: "Measured steps (default: 60).") var steps = 60
     @Option(help: "Warm-up steps (default: 5).") var warmup = 5
     @Option(help: "Clusters for the fine-tune phase (default: 10).") var clusters = 10
-    @Flag(help: "One encoder for both branches instead of two (reference code, the default).") var sharedEncoder = false
+    @Flag(help: "Two encoder trunks (reference code) instead of one shared trunk (the default).") var separateEncoders = false
 
     func run() throws {
         guard model == "scname" else { throw ValidationError("bench model: only 'scname' is available") }
@@ -39,7 +39,7 @@ struct BenchModel: ParsableCommand {
             let data = try InputPipeline.load(input, labelKey: nil, options: po, comm: comm)
             var h = SCNAME.Hyperparameters()
             h.pretrainEpochs = phase == .pretrain ? 1_000 : 0
-            h.epochs = 1_000; h.clusters = clusters; h.sharedEncoder = sharedEncoder
+            h.epochs = 1_000; h.clusters = clusters; h.sharedEncoder = !separateEncoders
             let m = try SCNAME(input: data, hyperparameters: h, comm: comm)
             if phase == .finetune {
                 let z = try m.embedding(comm: comm)
@@ -92,7 +92,7 @@ struct BenchModel: ParsableCommand {
             let ms = median(stepT) * 1000, rawMs = median(rawT) * 1000
             let flops = shapes.reduce(0.0) { $0 + 2 * Double($1.0) * Double($1.1) * Double($1.2) }
             return "scname \(phase.rawValue): \(comm.size) rank(s), global batch \(batch) (≈\(b) local), \(g) genes, \(data.cells) cells, "
-                + "shared encoder \(sharedEncoder)\n"
+                + "shared encoder \(!separateEncoders)\n"
                 + "  step \(fmt(ms, 2)) ms  →  \(Int(Double(b) / (ms / 1000))) cells/s per rank\n"
                 + "  raw sgemm of the same dense GEMMs \(fmt(rawMs, 2)) ms (\(fmt(flops / (rawMs / 1000) / 1e9, 1)) GFLOP/s)"
                 + "  →  sgemm-bound limit \(Int(Double(b) / (rawMs / 1000))) cells/s\n"

@@ -115,7 +115,7 @@ struct Cluster: ParsableCommand {
             scNAME defaults (reference values in brackets): 1000 HVGs [1000], batch 256 [128], \
             Adam lr 1e-3 [1e-4], 40 pretraining epochs [500], at most 40 fine-tuning epochs [1000] \
             with the label-change check every 5 epochs [50], p_m 0.3, k 10, T 0.7, α 1, β 0.1, γ 0.1, \
-            two encoders as the reference code (shared_encoder: true for one). \
+            one encoder trunk shared by both branches (shared_encoder: false for the reference code's two). \
             --reference-schedule restores the bracketed schedule.
 
             SIGTERM or SIGUSR1 stop the run at the next step boundary after a checkpoint (exit \
