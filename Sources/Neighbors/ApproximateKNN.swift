@@ -56,8 +56,10 @@ public struct ApproximateKNN {
         if n > 0 {
             xs.withUnsafeBufferPointer { xp in
                 centroids.withUnsafeBufferPointer { cp in
-                    searchBlock(queries: xp.baseAddress!, queryNorms: xnorm, nq: n, block: cp.baseAddress!,
-                                blockNorms: cnorm, nc: nlist, dim: d, firstId: 0, selfFirstId: nil, top: probe, tile: &tile)
+                    cnorm.withUnsafeBufferPointer { cn in
+                        searchBlock(queries: xp.baseAddress!, queryNorms: xnorm, nq: n, block: cp.baseAddress!,
+                                    blockNorms: cn.baseAddress!, nc: nlist, dim: d, top: probe, tile: &tile)
+                    }
                 }
             }
         }
@@ -137,10 +139,12 @@ public struct ApproximateKNN {
                 members.withUnsafeBufferPointer { mp in
                     membersId.withUnsafeBufferPointer { idp in
                         qIdBuf.withUnsafeBufferPointer { qid in
-                            searchListBlock(queries: qp.baseAddress!, queryNorms: qNorm, nq: rows,
-                                            block: mp.baseAddress! + lo * d, blockNorms: memberNorms, blockFirst: lo, nc: cnt,
+                            memberNorms.withUnsafeBufferPointer { mn in
+                                searchBlock(queries: qp.baseAddress!, queryNorms: qNorm, nq: rows,
+                                            block: mp.baseAddress! + lo * d, blockNorms: mn.baseAddress! + lo, nc: cnt,
                                             dim: d, colIds: idp.baseAddress! + lo, rowIds: qid.baseAddress!,
                                             top: local, tile: &tile)
+                            }
                         }
                     }
                 }
@@ -160,34 +164,5 @@ public struct ApproximateKNN {
             }
         }
         return try KNNRefine.refine(x, candidates: result, k: kFinal, layout: layout, comm: comm)
-    }
-}
-
-/// Like `searchBlock`, for a list whose members have arbitrary ids and whose norms start at `blockFirst`.
-func searchListBlock(queries q: UnsafePointer<Float>, queryNorms qn: [Float], nq: Int, block x: UnsafePointer<Float>,
-                     blockNorms xn: [Float], blockFirst: Int, nc: Int, dim d: Int, colIds: UnsafePointer<Int64>,
-                     rowIds: UnsafePointer<Int64>, top: TopK, tile: inout [Float]) {
-    let tq = 256, tc = 1024
-    if tile.count < tq * tc { tile = [Float](repeating: 0, count: tq * tc) }
-    tile.withUnsafeMutableBufferPointer { t in
-        qn.withUnsafeBufferPointer { qnp in
-            xn.withUnsafeBufferPointer { xnp in
-                var c0 = 0
-                while c0 < nc {
-                    let cw = min(tc, nc - c0)
-                    var r0 = 0
-                    while r0 < nq {
-                        let rh = min(tq, nq - r0)
-                        Linalg.sgemm(transA: false, transB: true, m: rh, n: cw, k: d, alpha: -2,
-                                     a: q + r0 * d, lda: d, b: x + c0 * d, ldb: d, beta: 0, c: t.baseAddress!, ldc: cw)
-                        top.scan(tile: t.baseAddress!, ld: cw, rows: rh, cols: cw, firstRow: r0,
-                                 rowNorm: qnp.baseAddress! + r0, colNorm: xnp.baseAddress! + blockFirst + c0,
-                                 firstId: 0, colIds: colIds + c0, rowIds: rowIds + r0)
-                        r0 += rh
-                    }
-                    c0 += cw
-                }
-            }
-        }
     }
 }

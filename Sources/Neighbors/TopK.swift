@@ -213,31 +213,33 @@ func rowSquaredNorms(_ x: UnsafePointer<Float>, rows n: Int, dim d: Int) -> [Flo
     return out
 }
 
-/// Updates `top` with all candidates of a block (ids `firstId ..< firstId + nc`) for the queries
-/// `q` (nq × d), tile by tile through sgemm so the distance tile stays in cache.
+/// Updates `top` with all candidates of a block for the queries `q` (nq × d), tile by tile through
+/// sgemm so the distance tile stays in cache. Candidate j has id `colIds[j]` if given, else
+/// `firstId + j`; `blockNorms` points at candidate 0's squared norm. A candidate equal to the query's
+/// own id (`rowIds[i]`, or `selfFirstId + i`) is skipped.
 func searchBlock(queries q: UnsafePointer<Float>, queryNorms qn: [Float], nq: Int,
-                 block x: UnsafePointer<Float>, blockNorms xn: [Float], nc: Int, dim d: Int,
-                 firstId: Int64, selfFirstId: Int64?, top: TopK, tile: inout [Float]) {
+                 block x: UnsafePointer<Float>, blockNorms xn: UnsafePointer<Float>, nc: Int, dim d: Int,
+                 firstId: Int64 = 0, colIds: UnsafePointer<Int64>? = nil,
+                 selfFirstId: Int64? = nil, rowIds: UnsafePointer<Int64>? = nil, top: TopK, tile: inout [Float]) {
     let tq = 256, tc = 1024
     if tile.count < tq * tc { tile = [Float](repeating: 0, count: tq * tc) }
     tile.withUnsafeMutableBufferPointer { t in
         qn.withUnsafeBufferPointer { qnp in
-            xn.withUnsafeBufferPointer { xnp in
-                var c0 = 0
-                while c0 < nc {
-                    let cw = min(tc, nc - c0)
-                    var r0 = 0
-                    while r0 < nq {
-                        let rh = min(tq, nq - r0)
-                        Linalg.sgemm(transA: false, transB: true, m: rh, n: cw, k: d, alpha: -2,
-                                     a: q + r0 * d, lda: d, b: x + c0 * d, ldb: d, beta: 0, c: t.baseAddress!, ldc: cw)
-                        top.scan(tile: t.baseAddress!, ld: cw, rows: rh, cols: cw, firstRow: r0,
-                                 rowNorm: qnp.baseAddress! + r0, colNorm: xnp.baseAddress! + c0,
-                                 firstId: firstId + Int64(c0), selfFirstId: selfFirstId.map { $0 + Int64(r0) })
-                        r0 += rh
-                    }
-                    c0 += cw
+            var c0 = 0
+            while c0 < nc {
+                let cw = min(tc, nc - c0)
+                var r0 = 0
+                while r0 < nq {
+                    let rh = min(tq, nq - r0)
+                    Linalg.sgemm(transA: false, transB: true, m: rh, n: cw, k: d, alpha: -2,
+                                 a: q + r0 * d, lda: d, b: x + c0 * d, ldb: d, beta: 0, c: t.baseAddress!, ldc: cw)
+                    top.scan(tile: t.baseAddress!, ld: cw, rows: rh, cols: cw, firstRow: r0,
+                             rowNorm: qnp.baseAddress! + r0, colNorm: xn + c0,
+                             firstId: firstId + Int64(c0), colIds: colIds.map { $0 + c0 },
+                             selfFirstId: selfFirstId.map { $0 + Int64(r0) }, rowIds: rowIds.map { $0 + r0 })
+                    r0 += rh
                 }
+                c0 += cw
             }
         }
     }
