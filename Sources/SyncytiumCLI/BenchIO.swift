@@ -4,13 +4,6 @@ import Collectives
 import Foundation
 import HDF5IO
 
-/// Peak resident set size of this process in bytes (getrusage; Linux reports KiB).
-func peakRSSBytes() -> Int {
-    var u = rusage()
-    getrusage(RUSAGE_SELF.rawValue, &u)
-    return Int(u.ru_maxrss) * 1024
-}
-
 func currentRSSBytes() -> Int {
     guard let s = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
     let parts = s.split(separator: " ")
@@ -74,10 +67,10 @@ struct BenchIO: ParsableCommand {
                 times.append(try comm.allreduce(value: dt, op: .max))
             }
             let s = shard!
-            let peak = peakRSSBytes()
+            let peak = processMemory().peak
             let mine = RankLine(rank: comm.rank, rows: s.localRows, nnz: s.localNNZ, shardBytes: s.matrixBytes,
                                 peakRSSBytes: peak, baselineRSSBytes: baseline)
-            let lines = try gatherRankLines(comm, mine)
+            let lines = try allgatherCodable(comm, mine)
             let nnz = try comm.allreduce(value: Int64(s.localNNZ), op: .sum)
             var seqTimes: [Double] = []
             if comm.rank == 0 {
@@ -124,18 +117,6 @@ struct BenchIO: ParsableCommand {
             _ = try f.root.dataset("\(m)/indices").readAll(as: Int32.self)
             _ = try f.root.dataset("\(m)/indptr").readAll(as: Int64.self)
         }
-    }
-
-    func gatherRankLines(_ comm: Communicator, _ mine: RankLine) throws -> [RankLine] {
-        let bytes = Array(try JSONEncoder().encode(mine))
-        let (all, counts) = try comm.allgatherv(bytes)
-        var out: [RankLine] = []
-        var offset = 0
-        for c in counts {
-            out.append(try JSONDecoder().decode(RankLine.self, from: Data(all[offset..<offset + c])))
-            offset += c
-        }
-        return out
     }
 }
 

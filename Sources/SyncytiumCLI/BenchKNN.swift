@@ -69,7 +69,7 @@ struct BenchKNN: ParsableCommand {
                 let total = try comm.allreduce(value: Int64(hits), op: .sum)
                 recall = Double(total) / Double(cells * k)
             }
-            let rss = try comm.allreduce(value: peakRSSMiB(), op: .max)
+            let rss = try comm.allreduce(value: Double(processMemory().peak) / 1_048_576, op: .max)
             guard comm.rank == 0 else { return }
             let ex = exactTimes.isEmpty ? nil : median(exactTimes)
             let gm = gemmTimes.isEmpty ? nil : median(gemmTimes)
@@ -106,14 +106,4 @@ struct BenchKNN: ParsableCommand {
             }
         }
     }
-}
-
-/// Peak resident set size of this process (VmHWM), MiB.
-func peakRSSMiB() -> Double {
-    guard let s = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
-    for line in s.split(separator: "\n") where line.hasPrefix("VmHWM:") {
-        let kb = line.split(separator: " ").compactMap { Double($0) }.first ?? 0
-        return kb / 1024
-    }
-    return 0
 }

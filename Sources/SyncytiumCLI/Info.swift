@@ -42,7 +42,7 @@ struct Info: ParsableCommand {
         comm.orAbort {
             let mine = RankLine(rank: comm.rank, localRank: comm.localRank, host: hostName(),
                                 blasThreads: BLASLibrary.threads)
-            let lines = try gatherLines(comm, mine)
+            let lines = try allgatherCodable(comm, mine)
             guard comm.rank == 0 else { return }
             let env = ProcessInfo.processInfo.environment
             let report = Report(
@@ -73,17 +73,19 @@ struct Info: ParsableCommand {
         }
     }
 
-    private func gatherLines(_ comm: Communicator, _ mine: RankLine) throws -> [RankLine] {
-        let bytes = Array(try JSONEncoder().encode(mine))
-        let (all, counts) = try comm.allgatherv(bytes)
-        var out: [RankLine] = []
-        var offset = 0
-        for c in counts {
-            out.append(try JSONDecoder().decode(RankLine.self, from: Data(all[offset..<offset + c])))
-            offset += c
-        }
-        return out
+}
+
+/// Every rank's value of a Codable type, in rank order (one allgatherv of its JSON).
+func allgatherCodable<T: Codable>(_ comm: Communicator, _ mine: T) throws -> [T] {
+    let bytes = Array(try JSONEncoder().encode(mine))
+    let (all, counts) = try comm.allgatherv(bytes)
+    var out: [T] = []
+    var offset = 0
+    for c in counts {
+        out.append(try JSONDecoder().decode(T.self, from: Data(all[offset..<offset + c])))
+        offset += c
     }
+    return out
 }
 
 func hostName() -> String {
