@@ -40,6 +40,126 @@ final class SCNAMELossTests: XCTestCase {
         XCTAssertTrue(report.passed, "\(report)")
     }
 
+    func testLgammaDigammaDifference8() {
+        // a over 1e-4 … 1e4 (θ's clip range), x from 0.3 to 1e5; against Double lgamma and a Double ψ.
+        func psi(_ z: Double) -> Double { TensorCore.digamma(z) }
+        var worstLg = 0.0, worstPsi = 0.0
+        let xs: [Float] = [0.3, 1, 2, 3, 7, 20, 33, 150, 2000, 1e5]
+        for i in 0...80 {
+            let a = Float(1e-4 * Foundation.pow(1e8, Double(i) / 80))
+            for chunk in stride(from: 0, to: xs.count, by: 8) {
+                var xv = F8(repeating: 1)
+                for l in 0..<8 where chunk + l < xs.count { xv[l] = xs[chunk + l] }
+                let (lg, ps) = lgammaDigammaDifference8(F8(repeating: a), xv)
+                for l in 0..<8 where chunk + l < xs.count {
+                    let ad = Double(a), xd = Double(xv[l])
+                    let refLg = lgamma(ad + xd) - lgamma(ad), refPsi = psi(ad + xd) - psi(ad)
+                    worstLg = max(worstLg, abs(Double(lg[l]) - refLg) / max(1, abs(refLg)))
+                    worstPsi = max(worstPsi, abs(Double(ps[l]) - refPsi) / max(1, abs(refPsi)))
+                }
+            }
+        }
+        XCTAssertLessThan(worstLg, 4e-6)
+        XCTAssertLessThan(worstPsi, 4e-6)
+    }
+
+    /// The reference ZINB element (DCA / scNAME formula) in Double.
+    static func zinbReference(_ am: Double, _ ad: Double, _ ap: Double, x: Double, sf: Double, ridge: Double = 1) -> Double {
+        let eps = 1e-10
+        let mu = min(max(exp(am), 1e-5), 1e6) * sf
+        let theta = min(max(max(ad, 0) + log1p(exp(-abs(ad))), 1e-4), 1e4)
+        let pi = 1 / (1 + exp(-ap))
+        var l: Double
+        if x < 1e-8 {
+            l = -log(pi + (1 - pi) * pow(theta / (theta + mu + eps), theta) + eps)
+        } else {
+            let t1 = lgamma(theta + eps) + lgamma(x + 1) - lgamma(x + theta + eps)
+            let t2 = (theta + x) * log1p(mu / (theta + eps)) + x * (log(theta + eps) - log(mu + eps))
+            l = t1 + t2 - log(1 - pi + eps)
+        }
+        return l + ridge * pi * pi
+    }
+
+    func testZINBKernelsMatchDoubleReference() {
+        // The eight-lane kernels and the scalar one against the Double formula (value) and its central
+        // differences (gradients), over logits spanning the clip boundaries and counts on every path.
+        var rng = RandomStream(seed: 5, purpose: .custom("zinb8"))
+        let counts: [Float] = [1, 2, 3, 7, 33, 150, 2000, 2.5, 0.3, 40000, 1, 5]
+        var worstVector = [Double](repeating: 0, count: 8), worstScalar = [Double](repeating: 0, count: 8)
+        for trial in 0..<400 {
+            var am = F8(), ad = F8(), ap = F8(), x = F8()
+            for l in 0..<8 {
+                am[l] = rng.uniform() * 30 - 15; ad[l] = rng.uniform() * 24 - 12; ap[l] = rng.uniform() * 20 - 10
+                x[l] = counts[(trial * 8 + l * 3) % counts.count]
+            }
+            let sf: Float = [0.2, 1, 3.5][trial % 3]
+            let z = zinbZero8(am, ad, ap, sf: sf, ridge: 1)
+            let n = zinbNonzero8(am, ad, ap, x: x, sf: sf, logSf: Foundation.log(sf), ridge: 1)
+            for lane in 0..<8 {
+                for (c, xv) in [Float(0), x[lane]].enumerated() {
+                    let a = [Double(am[lane]), Double(ad[lane]), Double(ap[lane])]
+                    let ref = SCNAMELossTests.zinbReference(a[0], a[1], a[2], x: Double(xv), sf: Double(sf))
+                    var refGrad = [Double](repeating: 0, count: 3)
+                    for q in 0..<3 {
+                        var hi = a, lo = a
+                        hi[q] += 1e-5; lo[q] -= 1e-5
+                        refGrad[q] = (SCNAMELossTests.zinbReference(hi[0], hi[1], hi[2], x: Double(xv), sf: Double(sf))
+                                      - SCNAMELossTests.zinbReference(lo[0], lo[1], lo[2], x: Double(xv), sf: Double(sf))) / 2e-5
+                    }
+                    let v: [Float] = c == 0 ? [z.0[lane], z.1[lane], z.2[lane], z.3[lane]]
+                                            : [n.0[lane] + Float(logFactorial(xv)), n.1[lane], n.2[lane], n.3[lane]]
+                    let e = zinbElement(am[lane], ad[lane], ap[lane], x: xv, sf: sf, ridge: 1)
+                    let s: [Float] = [e.l, e.gm, e.gd, e.gp]
+                    let r = [ref] + refGrad
+                    for q in 0..<4 {
+                        XCTAssertTrue(v[q].isFinite, "lane \(lane) trial \(trial) quantity \(q) not finite")
+                        // The non-zero loss is a sum of terms of size ≈ x·|log x| that cancel; in Float32 their rounding
+                        // (≈ 1e-7 each) is the floor, so its error is measured against that scale (gradients are formed
+                        // cancellation-free and need no such allowance).
+                        let xs = Double(xv)
+                        let scale = max(1, abs(r[q])) + (c == 1 && q == 0 ? 0.025 * xs * (1 + log(max(xs, 1))) : 0)
+                        worstVector[4 * c + q] = max(worstVector[4 * c + q], abs(Double(v[q]) - r[q]) / scale)
+                        worstScalar[4 * c + q] = max(worstScalar[4 * c + q], abs(Double(s[q]) - r[q]) / max(1, abs(r[q])))
+                    }
+                }
+            }
+        }
+        print("zinb vs Double reference, worst relative error (zero: l, dmean, ddisp, ddrop; non-zero: same)")
+        print("  8-lane:", worstVector.map { String(format: "%.1e", $0) })
+        print("  scalar:", worstScalar.map { String(format: "%.1e", $0) })
+        for (q, w) in worstVector.enumerated() { XCTAssertLessThan(w, 2e-5, "8-lane quantity \(q)") }
+        for (q, w) in worstScalar.enumerated() { XCTAssertLessThan(w, 2e-5, "scalar quantity \(q)") }
+    }
+
+    func testZINBLossMixedRowsMatchScalar() {
+        // Whole rows through zinbLoss (two passes, compaction, tail) against per-element zinbElement sums.
+        var rng = RandomStream(seed: 9, purpose: .custom("zinb-rows"))
+        let b = 5, g = 37
+        let heads = Tensor.uniform(rows: b, cols: 3 * g, -4, 4, rng: &rng)
+        var cv = [Float](repeating: 0, count: b * g)
+        for e in 0..<cv.count where rng.uniform() < [0.0, 0.1, 0.5, 0.9, 1.0][e / g] { cv[e] = Float(rng.int(below: 60) + 1) }
+        let counts = Tensor(rows: b, cols: g, values: cv)
+        let sf: [Float] = [0.4, 1, 2.2, 0.9, 1.6]
+        let t = Tape()
+        let hv = t.variable(heads)
+        let loss = sf.withUnsafeBufferPointer { t.zinbLoss(hv, counts: counts, sizeFactors: $0.baseAddress!, ridge: 1) }
+        t.backward(loss)
+        let grad = t.grad(hv)!
+        var ref = 0.0, worstGrad: Float = 0
+        for i in 0..<b {
+            for j in 0..<g {
+                let e = zinbElement(heads[i, j], heads[i, g + j], heads[i, 2 * g + j], x: counts[i, j], sf: sf[i], ridge: 1)
+                ref += Double(e.l)
+                let n = Float(b * g)
+                for (q, r) in [e.gm, e.gd, e.gp].enumerated() {
+                    worstGrad = max(worstGrad, abs(grad[i, q * g + j] - r / n) / max(1e-3, abs(r / n)))
+                }
+            }
+        }
+        XCTAssertEqual(Double(t.value(loss).scalar), ref / Double(b * g), accuracy: 1e-4 * max(1, abs(ref / Double(b * g))))
+        XCTAssertLessThan(worstGrad, 1e-3)
+    }
+
     func testZINBValueMatchesDirectFormula() {
         // One NB element and one zero element, against the reference formula evaluated in Double.
         let g = 2
