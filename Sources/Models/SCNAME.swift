@@ -227,19 +227,27 @@ public final class SCNAME: Model {
         let g = batchDense.cols, bt = batchIds.count
         precondition(xTilde.rows == ownIds.count && xTilde.cols == g && maskLabel.rows == ownIds.count)
         let base = RandomStream(seed: seed, purpose: .augmentation).split(UInt64(epoch)).split(UInt64(step))
+        let threshold = UInt32(min(Double(maskProbability) * 4_294_967_296, 4_294_967_295))
         for (r, id) in ownIds.enumerated() {
             guard let pos = binarySearch(batchIds, id) else { preconditionFailure("cell \(id) is not in the batch") }
             var rng = base.split(UInt64(bitPattern: id))
             let src = batchDense.pointer + pos * g
             let xt = xTilde.pointer + r * g, ml = maskLabel.pointer + r * g
-            for j in 0..<g {
-                var v = src[j]
-                if rng.uniform() < maskProbability {
-                    let s = rng.int(below: bt)
-                    v = batchDense.pointer[s * g + j]
+            // Two mask decisions per 64-bit draw (its halves against p·2³²); a masked entry's source row
+            // from another draw by multiply-shift (bias < bt / 2³², negligible).
+            var j = 0
+            while j < g {
+                let r = rng.next()
+                for half in 0..<2 where j < g {
+                    var v = src[j]
+                    if UInt32(truncatingIfNeeded: half == 0 ? r : r >> 32) < threshold {
+                        let s = Int((UInt64(UInt32(truncatingIfNeeded: rng.next())) &* UInt64(bt)) >> 32)
+                        v = batchDense.pointer[s * g + j]
+                    }
+                    xt[j] = v
+                    ml[j] = v != src[j] ? 1 : 0
+                    j += 1
                 }
-                xt[j] = v
-                ml[j] = v != src[j] ? 1 : 0
             }
         }
     }

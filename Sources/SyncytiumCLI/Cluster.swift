@@ -28,7 +28,12 @@ struct ClusterSettings: Codable {
     var seed: UInt64 = 0
     var batchSize = 256
     var lr: Float = 1e-3
+    /// Adam learning rate of the fine-tuning phase (nil = `lr`).
+    var finetuneLr: Float? = nil
     var topGenes = 1000
+    /// Independently trained members (seeds seed, seed + 1, …) whose embeddings are concatenated for
+    /// the final k-means; 1 = a single model clustered by its own learned centres.
+    var ensemble = 1
     var scname = SCNAME.Hyperparameters()
 
     /// Applies `key: value` (YAML keys use snake_case or kebab-case, as the options).
@@ -50,7 +55,9 @@ struct ClusterSettings: Codable {
         case "seed": seed = try num(UInt64.self)
         case "batch_size": batchSize = try num(Int.self)
         case "lr", "learning_rate": lr = try num(Float.self)
+        case "finetune_lr": finetuneLr = try num(Float.self)
         case "top_genes": topGenes = try num(Int.self)
+        case "ensemble": ensemble = try num(Int.self)
         case "pretrain_epochs": scname.pretrainEpochs = try num(Int.self)
         case "epochs": scname.epochs = try num(Int.self)
         case "update_epoch": scname.updateEpoch = try num(Int.self)
@@ -72,7 +79,7 @@ struct ClusterSettings: Codable {
     mutating func applyReferenceSchedule() {
         let r = SCNAME.Hyperparameters.reference
         scname.pretrainEpochs = r.pretrainEpochs; scname.epochs = r.epochs; scname.updateEpoch = r.updateEpoch
-        batchSize = 128; lr = 1e-4
+        batchSize = 128; lr = 1e-4; finetuneLr = nil
     }
 
     /// A flat YAML mapping (`key: value` per line, `#` comments, optional quotes).
@@ -109,7 +116,7 @@ struct Cluster: ParsableCommand {
             Settings are resolved as: defaults ← --config FILE.yaml (flat 'key: value' lines whose \
             keys mirror the options, e.g. 'pretrain_epochs: 60', plus the model's hyperparameters \
             'mask_probability', 'neighbours', 'temperature', 'alpha', 'beta', 'gamma', 'ridge', \
-            'update_epoch', 'tolerance', 'max_clusters', 'shared_encoder', 'reference_schedule') ← \
+            'update_epoch', 'tolerance', 'max_clusters', 'shared_encoder', 'reference_schedule', 'ensemble') ← \
             command-line options.
 
             scNAME defaults (reference values in brackets): 1000 HVGs [1000], batch 256 [128], \
@@ -134,7 +141,11 @@ struct Cluster: ParsableCommand {
     @Option(help: "Maximum fine-tuning epochs (default: 40; reference 1000).") var epochs: Int?
     @Option(help: "Cells per optimiser step over all ranks (default: 256; reference 128).") var batchSize: Int?
     @Option(help: "Adam learning rate (default: 1e-3; reference 1e-4).") var lr: Float?
+    @Option(help: "Adam learning rate of the fine-tuning phase (default: the --lr value; reference 1e-4).") var finetuneLr: Float?
     @Option(help: "Highly variable genes (default: 1000).") var topGenes: Int?
+    @Option(help: ArgumentHelp("Models trained with seeds S, S+1, …; their embeddings (each scaled to unit mean norm) are concatenated and clustered by k-means (default: 1).",
+                               discussion: "Averages out the run-to-run variation of a single model at R times the training cost. With 1 the model's own learned centres give the clusters."))
+    var ensemble: Int?
     @Flag(help: "Use the reference schedule: 500 + 1000 epochs, batch 128, lr 1e-4, check every 50 epochs.")
     var referenceSchedule = false
     @Option(help: "Checkpoint folder (written every epoch and on SIGTERM/SIGUSR1) (default: none).") var checkpointDir: String?
@@ -161,7 +172,10 @@ struct Cluster: ParsableCommand {
         if let v = epochs { s.scname.epochs = v }
         if let v = batchSize { s.batchSize = v }
         if let v = lr { s.lr = v }
+        if let v = finetuneLr { s.finetuneLr = v }
         if let v = topGenes { s.topGenes = v }
+        if let v = ensemble { s.ensemble = v }
+        guard s.ensemble >= 1 else { throw ValidationError("--ensemble takes an integer ≥ 1") }
         guard s.model.lowercased() == SCNAME.name else { throw ValidationError("unknown model '\(s.model)': available: scname") }
         if s.clusters.lowercased() == "auto" { s.scname.clusters = 0 } else {
             guard let k = Int(s.clusters), k >= 2 else { throw ValidationError("--clusters takes an integer ≥ 2 or 'auto'") }
@@ -183,23 +197,44 @@ struct Cluster: ParsableCommand {
             if comm.rank == 0 {
                 writeStderr("\(input): \(data.cells) cells × \(data.genes) genes on \(comm.size) rank(s)\n")
             }
-            let model = try SCNAME(input: data, hyperparameters: settings.scname, comm: comm)
             let json = String(decoding: try JSONEncoder().encode(settings), as: UTF8.self)
-            var cfg = TrainerConfig()
-            cfg.epochs = model.totalEpochs; cfg.globalBatch = settings.batchSize; cfg.learningRate = settings.lr
-            cfg.seed = settings.seed; cfg.checkpointDirectory = checkpointDir; cfg.metricsPath = metrics
-            cfg.runConfig = json
-            let trainer = try Trainer(task: model, config: cfg, cellIds: data.cellIds, idSpace: data.cells, comm: comm)
-            if resume == "auto", let ck = try trainer.resumeIfPossible(), comm.rank == 0 {
-                writeStderr("resumed from \(ck.path) at epoch \(trainer.epoch + 1), step \(trainer.stepInEpoch + 1)\n")
+            var members: [(model: SCNAME, trainer: Trainer, z: Tensor)] = []
+            for member in 0..<settings.ensemble {
+                var h = settings.scname
+                h.seed = settings.seed &+ UInt64(member)
+                let model = try SCNAME(input: data, hyperparameters: h, comm: comm)
+                var cfg = TrainerConfig()
+                cfg.epochs = model.totalEpochs; cfg.globalBatch = settings.batchSize; cfg.learningRate = settings.lr
+                cfg.seed = h.seed; cfg.metricsPath = metrics
+                if let f = settings.finetuneLr, f != settings.lr {
+                    cfg.learningRateDropEpoch = h.pretrainEpochs; cfg.learningRateFactorAfter = f / settings.lr
+                }
+                cfg.checkpointDirectory = checkpointDir.map { settings.ensemble > 1 ? "\($0)/member-\(member)" : $0 }
+                cfg.runConfig = json
+                if settings.ensemble > 1 && comm.rank == 0 { writeStderr("ensemble member \(member + 1) of \(settings.ensemble), seed \(h.seed)\n") }
+                let trainer = try Trainer(task: model, config: cfg, cellIds: data.cellIds, idSpace: data.cells, comm: comm)
+                if resume == "auto", let ck = try trainer.resumeIfPossible(), comm.rank == 0 {
+                    writeStderr("resumed from \(ck.path) at epoch \(trainer.epoch + 1), step \(trainer.stepInEpoch + 1)\n")
+                }
+                let outcome = try trainer.run()
+                if case .stopped(let ck) = outcome {
+                    if comm.rank == 0 { writeStderr("stopped by signal after checkpoint \(ck)\n") }
+                    return true
+                }
+                members.append((model, trainer, try model.embedding(comm: comm)))
             }
-            let outcome = try trainer.run()
-            if case .stopped(let ck) = outcome {
-                if comm.rank == 0 { writeStderr("stopped by signal after checkpoint \(ck)\n") }
-                return true
+            let model = members[0].model, trainer = members[0].trainer
+            let z: Tensor, pred: [Int32]
+            if members.count == 1 {
+                z = members[0].z
+                pred = try model.clusterAssignment(comm: comm)
+            } else {
+                z = try EnsembleEmbedding.concatenate(members.map(\.z), comm: comm)
+                if !model.centresReady { try model.initialiseCentres() }
+                let km = try KMeans(k: model.k, restarts: 10, seed: settings.seed)
+                    .fit(PointShard(values: z.scalars, count: z.rows, dim: z.cols), comm: comm)
+                pred = km.labels
             }
-            let z = try model.embedding(comm: comm)
-            let pred = try model.clusterAssignment(comm: comm)
             let seconds = Communicator.time() - t0
             var metricsUns: [(String, UnsValue)] = [("clusters", .integer(Int64(model.k))),
                                                     ("epochs_run", .integer(Int64(trainer.epoch))),
@@ -219,11 +254,11 @@ struct Cluster: ParsableCommand {
                 let acc = ClusterMetrics.accuracy(t, p)
                 metricsUns += [("ari", .number(ari)), ("nmi", .number(nmi)), ("acc", .number(acc))]
                 if comm.rank == 0 {
-                    if init0.count == truth.count {
+                    if init0.count == truth.count && members.count == 1 {
                         let pi = keep.map { init0[$0] }
                         print("pretrained k-means: ARI \(fmt(ClusterMetrics.adjustedRandIndex(t, pi), 4))  NMI \(fmt(ClusterMetrics.normalizedMutualInformation(t, pi), 4))")
                     }
-                    print("ARI \(fmt(ari, 4))  NMI \(fmt(nmi, 4))  ACC \(fmt(acc, 4))  (scNAME, K = \(model.k), \(trainer.epoch) epochs, \(fmt(seconds, 1)) s)")
+                    print("ARI \(fmt(ari, 4))  NMI \(fmt(nmi, 4))  ACC \(fmt(acc, 4))  (scNAME\(members.count > 1 ? " ensemble of \(members.count)" : ""), K = \(model.k), \(trainer.epoch) epochs, \(fmt(seconds, 1)) s)")
                 }
             } else if comm.rank == 0 {
                 print("K = \(model.k), \(trainer.epoch) epochs, \(fmt(seconds, 1)) s")
@@ -243,3 +278,4 @@ struct Cluster: ParsableCommand {
         if stopped { comm.finalize(); throw ExitCode(StopSignal.exitCode) }
     }
 }
+

@@ -46,6 +46,10 @@ public struct TrainerConfig: Codable, Sendable, Equatable {
     public var learningRate: Float = 1e-3
     public var warmupSteps = 0
     public var cosine = false
+    /// From this epoch on the learning rate is multiplied by `learningRateFactorAfter` (a model's second
+    /// phase, e.g. scNAME's fine-tuning); nil = never.
+    public var learningRateDropEpoch: Int? = nil
+    public var learningRateFactorAfter: Float = 1
     public var optimizer = "adam"           // adam | adamw | sgd
     public var weightDecay: Float = 0
     public var momentum: Float = 0.9        // sgd
@@ -175,6 +179,7 @@ public final class Trainer {
             let p = Float(s - config.warmupSteps) / Float(max(1, total - config.warmupSteps))
             lr *= 0.5 * (1 + cos(Float.pi * min(max(p, 0), 1)))
         }
+        if let e = config.learningRateDropEpoch, s >= e * stepsPerEpoch { lr *= config.learningRateFactorAfter }
         return lr
     }
 

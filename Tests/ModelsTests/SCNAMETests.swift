@@ -354,7 +354,11 @@ final class SCNAMETrainingTests: XCTestCase {
         let ari0 = ClusterMetrics.adjustedRandIndex(truth, km0.labels.map(Int.init))
         var cfg = TrainerConfig()
         cfg.epochs = model.totalEpochs; cfg.globalBatch = 64; cfg.learningRate = 1e-3
+        cfg.learningRateDropEpoch = h.pretrainEpochs; cfg.learningRateFactorAfter = 0.5
         let trainer = try Trainer(task: model, config: cfg, cellIds: data.cellIds, idSpace: data.cells, comm: comm)
+        let firstFineStep = h.pretrainEpochs * trainer.stepsPerEpoch
+        XCTAssertEqual(trainer.learningRate(at: firstFineStep - 1), 1e-3)
+        XCTAssertEqual(trainer.learningRate(at: firstFineStep), 5e-4)
         XCTAssertEqual(try trainer.run(), .completed)
         let pred = try model.clusterAssignment(comm: comm).map(Int.init)
         let ari = ClusterMetrics.adjustedRandIndex(truth, pred)
@@ -365,5 +369,23 @@ final class SCNAMETrainingTests: XCTestCase {
         XCTAssertLessThan(lastPre, first, "pretraining loss must decrease")
         XCTAssertGreaterThan(ari, ari0 + 0.03, "trained scNAME must beat k-means on the untrained embedding")
         XCTAssertEqual(Set(pred).count <= k, true)
+    }
+}
+
+final class EnsembleEmbeddingTests: XCTestCase {
+    func testMembersScaledToUnitRMSNormAndPlacedSideBySide() throws {
+        var rng = RandomStream(seed: 4, purpose: .custom("ensemble"))
+        let a = Tensor.uniform(rows: 7, cols: 3, -2, 2, rng: &rng), b = Tensor.uniform(rows: 7, cols: 2, -50, 50, rng: &rng)
+        let out = try EnsembleEmbedding.concatenate([a, b], comm: Communicator.world)
+        XCTAssertEqual(out.rows, 7); XCTAssertEqual(out.cols, 5)
+        for (part, c0, w) in [(a, 0, 3), (b, 3, 2)] {
+            var ss = 0.0
+            for i in 0..<7 { for c in 0..<w { ss += Double(out[i, c0 + c] * out[i, c0 + c]) } }
+            XCTAssertEqual(ss / 7, 1, accuracy: 1e-5, "member at column \(c0): mean squared row norm")
+            // Each block is its member times one positive constant.
+            let ratio = out[0, c0] / part[0, 0]
+            XCTAssertGreaterThan(ratio, 0)
+            for i in 0..<7 { for c in 0..<w { XCTAssertEqual(out[i, c0 + c], part[i, c] * ratio, accuracy: 1e-5 * abs(part[i, c] * ratio) + 1e-6) } }
+        }
     }
 }
