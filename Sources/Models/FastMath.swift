@@ -10,22 +10,22 @@ typealias F8 = SIMD8<Float>
 @inline(__always) func vexp(_ x0: F8) -> F8 {
     let x = vclamp(x0, -87.3, 88.3)
     // n = round(x / ln 2) via the 1.5·2²³ trick; its integer sits in the low mantissa bits.
-    let t = x * 1.44269504088896341 + 12582912.0
+    let t = F8(repeating: 12582912.0).addingProduct(x, F8(repeating: 1.44269504088896341))
     let n = t - 12582912.0
     let r = x - n * 0.693359375 + n * 2.12194440e-4
     var y = F8(repeating: 1.9875691500e-4)
-    y = y * r + 1.3981999507e-3
-    y = y * r + 8.3334519073e-3
-    y = y * r + 4.1665795894e-2
-    y = y * r + 1.6666665459e-1
-    y = y * r + 5.0000001201e-1
+    y = F8(repeating: 1.3981999507e-3).addingProduct(y, r)
+    y = F8(repeating: 8.3334519073e-3).addingProduct(y, r)
+    y = F8(repeating: 4.1665795894e-2).addingProduct(y, r)
+    y = F8(repeating: 1.6666665459e-1).addingProduct(y, r)
+    y = F8(repeating: 5.0000001201e-1).addingProduct(y, r)
     y = y * (r * r) + r + 1
     let tb = unsafeBitCast(t, to: SIMD8<UInt32>.self)
     let scale = (tb &- 0x4B40_0000 &+ 127) &<< 23
     return y * unsafeBitCast(scale, to: F8.self)
 }
 
-@inline(__always) func vlog(_ x: F8) -> F8 {
+@_transparent func vlog(_ x: F8) -> F8 {
     let b = unsafeBitCast(x, to: SIMD8<UInt32>.self)
     var e = F8(SIMD8<Int32>(truncatingIfNeeded: (b &>> 23) & 0xFF) &- 126)
     var m = unsafeBitCast((b & 0x807F_FFFF) | 0x3F00_0000, to: F8.self)   // [0.5, 1)
@@ -35,14 +35,14 @@ typealias F8 = SIMD8<Float>
     m = m.replacing(with: m - 1, where: .!small)
     let z = m * m
     var y = F8(repeating: 7.0376836292e-2)
-    y = y * m - 1.1514610310e-1
-    y = y * m + 1.1676998740e-1
-    y = y * m - 1.2420140846e-1
-    y = y * m + 1.4249322787e-1
-    y = y * m - 1.6668057665e-1
-    y = y * m + 2.0000714765e-1
-    y = y * m - 2.4999993993e-1
-    y = y * m + 3.3333331174e-1
+    y = F8(repeating: -1.1514610310e-1).addingProduct(y, m)
+    y = F8(repeating: 1.1676998740e-1).addingProduct(y, m)
+    y = F8(repeating: -1.2420140846e-1).addingProduct(y, m)
+    y = F8(repeating: 1.4249322787e-1).addingProduct(y, m)
+    y = F8(repeating: -1.6668057665e-1).addingProduct(y, m)
+    y = F8(repeating: 2.0000714765e-1).addingProduct(y, m)
+    y = F8(repeating: -2.4999993993e-1).addingProduct(y, m)
+    y = F8(repeating: 3.3333331174e-1).addingProduct(y, m)
     y = y * m * z
     y = y - e * 2.12194440e-4
     y = y - 0.5 * z
@@ -50,7 +50,7 @@ typealias F8 = SIMD8<Float>
 }
 
 /// log(1 + e) for e ≥ 0 (with the rounding of 1 + e corrected).
-@inline(__always) func vlog1p(_ e: F8) -> F8 {
+@_transparent func vlog1p(_ e: F8) -> F8 {
     let u = 1 + e
     return vlog(u) + (e - (u - 1)) / u
 }

@@ -234,9 +234,9 @@ extension Tape {
             }
             var count = 0
             var logFact = 0.0
-            for j in 0..<g8 where crow[j] >= 1e-8 {
-                nz[count] = Int32(j); count += 1
-                logFact += logFactorial(crow[j])
+            for j in 0..<g8 {       // branch-free compaction of the non-zero genes
+                nz[count] = Int32(j)
+                count &+= crow[j] >= 1e-8 ? 1 : 0
             }
             var e = 0
             while e < count {
@@ -245,6 +245,7 @@ extension Tape {
                 for l in 0..<lanes {
                     let c = Int(nz[e + l])
                     am[l] = hrow[c]; ad[l] = hrow[g + c]; ap[l] = hrow[2 * g + c]; x[l] = crow[c]
+                    logFact += logFactorial(crow[c])
                 }
                 let (l, gm, gd, gpi) = zinbNonzero8(am, ad, ap, x: x, sf: sf, logSf: logSf, ridge: ridge)
                 for q in 0..<lanes {
