@@ -33,7 +33,8 @@ python3 - "$OUT" <<'PY'
 import re, statistics, sys
 d = sys.argv[1]
 def cells(name):
-    v = [int(m) for m in re.findall(r"(\d+) cells/s", open(f"{d}/{name}").read())]
+    # ours: "step … ms  →  N cells/s per rank" (not the sgemm-bound line); tensorflow: "->  N cells/s"
+    v = [int(m) for m in re.findall(r"(?:→|->)\s+(\d+) cells/s", open(f"{d}/{name}").read())]
     return statistics.median(v) if v else float("nan")
 ours_pre, ours_fine = cells("ours_pre"), cells("ours_fine")
 print("\nmedian cells/s per rank, 1 thread, batch 256:")

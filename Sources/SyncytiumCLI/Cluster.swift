@@ -116,7 +116,7 @@ struct Cluster: ParsableCommand {
             Settings are resolved as: defaults ← --config FILE.yaml (flat 'key: value' lines whose \
             keys mirror the options, e.g. 'pretrain_epochs: 60', plus the model's hyperparameters \
             'mask_probability', 'neighbours', 'temperature', 'alpha', 'beta', 'gamma', 'ridge', \
-            'update_epoch', 'tolerance', 'max_clusters', 'shared_encoder', 'reference_schedule', 'ensemble') ← \
+            'update_epoch', 'tolerance', 'max_clusters', 'shared_encoder', 'reference_schedule', 'ensemble', 'finetune_lr') ← \
             command-line options.
 
             scNAME defaults (reference values in brackets): 1000 HVGs [1000], batch 256 [128], \
