@@ -93,19 +93,23 @@ def zinb(xc, mean_l, disp_l, pi_l, s):
     res = tf.where(xc < 1e-8, zero, nb) + 1.0 * tf.square(pi)
     return tf.reduce_mean(res)
 
-@tf.function(jit_compile=JIT)
-def step_network(xs, xt, label, xc, s):
+def train_step(xs, xt, label, xc, s, use_zinb):
+    """Both branches, the reconstruction loss (ZINB, or MSE on the mean head) plus mask BCE, one Adam step."""
     with tf.GradientTape() as tape:
-        z = enc(xs)
-        h = heads(dec(z))
-        l_rec = tf.reduce_mean(tf.square(h[:, :G] - xc)) + tf.reduce_mean(tf.square(h[:, G:] )) * 0.0
-        zt = enc_c(xt)
-        logits = mask_head(dec_c(zt))
-        l_mask = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=label, logits=logits))
-        loss = l_rec + l_mask
+        h = heads(dec(enc(xs)))
+        if use_zinb:
+            l_rec = zinb(xc, h[:, :G], h[:, G:2 * G], h[:, 2 * G:], s[:, None])
+        else:
+            l_rec = tf.reduce_mean(tf.square(h[:, :G] - xc)) + tf.reduce_mean(tf.square(h[:, G:])) * 0.0
+        logits = mask_head(dec_c(enc_c(xt)))
+        loss = l_rec + tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=label, logits=logits))
     grads = tape.gradient(loss, variables)
     opt.apply_gradients(zip(grads, variables))
     return loss
+
+@tf.function(jit_compile=JIT)
+def step_network(xs, xt, label, xc, s):
+    return train_step(xs, xt, label, xc, s, use_zinb=False)
 
 @tf.function(jit_compile=JIT)
 def step(xs, xc, s):
@@ -116,17 +120,7 @@ def step(xs, xc, s):
     shuffled = tf.gather_nd(tf.transpose(xs), tf.stack([tf.broadcast_to(tf.range(G)[None, :], tf.shape(src)), src], -1))
     xt = xs * (1 - m) + shuffled * m
     label = tf.cast(tf.not_equal(xt, xs), tf.float32)
-    with tf.GradientTape() as tape:
-        z = enc(xs)
-        h = heads(dec(z))
-        l_zinb = zinb(xc, h[:, :G], h[:, G:2 * G], h[:, 2 * G:], s[:, None])
-        zt = enc_c(xt)
-        logits = mask_head(dec_c(zt))
-        l_mask = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=label, logits=logits))
-        loss = l_zinb + l_mask
-    grads = tape.gradient(loss, variables)
-    opt.apply_gradients(zip(grads, variables))
-    return loss
+    return train_step(xs, xt, label, xc, s, use_zinb=True)
 
 rng = np.random.default_rng(0)
 times = []

@@ -123,11 +123,12 @@ func lgammaDigammaDifference8(_ a: F8, _ x: F8) -> (lgamma: F8, digamma: F8) {
     return (lg, psi)
 }
 
-/// The zero-count case of ZINB for eight elements: loss (ridge included) and d loss / d (mean,
-/// dispersion, dropout) logits, the formulas of `zinbElement`.
+/// The three ZINB heads' activations for eight elements: μ = clip(exp(am), 1e-5, 1e6)·sf and whether
+/// it was clipped, θ = clip(softplus(ad), 1e-4, 1e4) and whether it was clipped, sigmoid(ad) (dθ/d ad
+/// inside the clip), π = sigmoid(ap) and 1 − π = sigmoid(−ap) (exact for π → 1).
 @inline(__always)
-func zinbZero8(_ am: F8, _ ad: F8, _ ap: F8, sf: Float, ridge: Float) -> (F8, F8, F8, F8) {
-    let eps: Float = 1e-10
+func zinbActivations8(_ am: F8, _ ad: F8, _ ap: F8, sf: Float)
+    -> (mu: F8, mClipped: SIMDMask<SIMD8<Int32>>, theta: F8, tClipped: SIMDMask<SIMD8<Int32>>, sigD: F8, pi: F8, oneMinusPi: F8) {
     let em = vexp(am)
     let mClipped = (em .< 1e-5) .| (em .> 1e6)
     let mu = vclamp(em, 1e-5, 1e6) * sf
@@ -140,6 +141,16 @@ func zinbZero8(_ am: F8, _ ad: F8, _ ap: F8, sf: Float, ridge: Float) -> (F8, F8
     let ep = vexp(-vabs(ap))
     let inv2 = 1 / (1 + ep)
     let pi = (ep * inv2).replacing(with: inv2, where: ap .>= 0)
+    let oneMinusPi = (ep * inv2).replacing(with: inv2, where: ap .< 0)
+    return (mu, mClipped, theta, tClipped, sigD, pi, oneMinusPi)
+}
+
+/// The zero-count case of ZINB for eight elements: loss (ridge included) and d loss / d (mean,
+/// dispersion, dropout) logits, the formulas of `zinbElement`.
+@inline(__always)
+func zinbZero8(_ am: F8, _ ad: F8, _ ap: F8, sf: Float, ridge: Float) -> (F8, F8, F8, F8) {
+    let eps: Float = 1e-10
+    let (mu, mClipped, theta, tClipped, sigD, pi, _) = zinbActivations8(am, ad, ap, sf: sf)
     let r = theta / (theta + mu + eps)
     let lr = vlog(r)
     let p = vexp(theta * lr)
@@ -159,21 +170,9 @@ func zinbZero8(_ am: F8, _ ad: F8, _ ap: F8, sf: Float, ridge: Float) -> (F8, F8
 @inline(__always)
 func zinbNonzero8(_ am: F8, _ ad: F8, _ ap: F8, x: F8, sf: Float, logSf: Float, ridge: Float) -> (F8, F8, F8, F8) {
     let eps: Float = 1e-10
-    let em = vexp(am)
-    let mClipped = (em .< 1e-5) .| (em .> 1e6)
-    let mu = vclamp(em, 1e-5, 1e6) * sf
+    let (mu, mClipped, theta, tClipped, sigD, pi, oneMinusPi) = zinbActivations8(am, ad, ap, sf: sf)
     // log(μ + ε) without a log: the clipped logit plus log(sf), ε by its first-order term.
     let logMu = vclamp(am, -11.512925464970229, 13.815510557964274) + logSf + eps / mu
-    let ed = vexp(-vabs(ad))
-    let sp = vrelu(ad) + vlog1p(ed)
-    let inv1 = 1 / (1 + ed)
-    let sigD = (ed * inv1).replacing(with: inv1, where: ad .>= 0)
-    let tClipped = (sp .< 1e-4) .| (sp .> 1e4)
-    let theta = vclamp(sp, 1e-4, 1e4)
-    let ep = vexp(-vabs(ap))
-    let inv2 = 1 / (1 + ep)
-    let pi = (ep * inv2).replacing(with: inv2, where: ap .>= 0)
-    let oneMinusPi = (ep * inv2).replacing(with: inv2, where: ap .< 0)   // sigmoid(−ap), exact for π → 1
     let te = theta + eps
     let (dlg, dpsi) = lgammaDigammaDifference8(te, x)
     let l1 = vlog1p(mu / te)
