@@ -198,7 +198,10 @@ struct Cluster: ParsableCommand {
                 writeStderr("\(input): \(data.cells) cells × \(data.genes) genes on \(comm.size) rank(s)\n")
             }
             let json = String(decoding: try JSONEncoder().encode(settings), as: UTF8.self)
-            var members: [(model: SCNAME, trainer: Trainer, z: Tensor)] = []
+            // Only the first member's model and trainer are kept (for K, the epoch count and a single
+            // model's own assignment); the others are released after their embedding is taken.
+            var first: (model: SCNAME, trainer: Trainer)?
+            var embeddings: [Tensor] = []
             for member in 0..<settings.ensemble {
                 var h = settings.scname
                 h.seed = settings.seed &+ UInt64(member)
@@ -221,15 +224,16 @@ struct Cluster: ParsableCommand {
                     if comm.rank == 0 { writeStderr("stopped by signal after checkpoint \(ck)\n") }
                     return true
                 }
-                members.append((model, trainer, try model.embedding(comm: comm)))
+                embeddings.append(try model.embedding(comm: comm))
+                if first == nil { first = (model, trainer) }
             }
-            let model = members[0].model, trainer = members[0].trainer
+            let (model, trainer) = first!
             let z: Tensor, pred: [Int32]
-            if members.count == 1 {
-                z = members[0].z
+            if embeddings.count == 1 {
+                z = embeddings[0]
                 pred = try model.clusterAssignment(comm: comm)
             } else {
-                z = try EnsembleEmbedding.concatenate(members.map(\.z), comm: comm)
+                z = try EnsembleEmbedding.concatenate(embeddings, comm: comm)
                 if !model.centresReady { try model.initialiseCentres() }
                 let km = try KMeans(k: model.k, restarts: 10, seed: settings.seed)
                     .fit(PointShard(values: z.scalars, count: z.rows, dim: z.cols), comm: comm)
@@ -254,11 +258,11 @@ struct Cluster: ParsableCommand {
                 let acc = ClusterMetrics.accuracy(t, p)
                 metricsUns += [("ari", .number(ari)), ("nmi", .number(nmi)), ("acc", .number(acc))]
                 if comm.rank == 0 {
-                    if init0.count == truth.count && members.count == 1 {
+                    if init0.count == truth.count && embeddings.count == 1 {
                         let pi = keep.map { init0[$0] }
                         print("pretrained k-means: ARI \(fmt(ClusterMetrics.adjustedRandIndex(t, pi), 4))  NMI \(fmt(ClusterMetrics.normalizedMutualInformation(t, pi), 4))")
                     }
-                    print("ARI \(fmt(ari, 4))  NMI \(fmt(nmi, 4))  ACC \(fmt(acc, 4))  (scNAME\(members.count > 1 ? " ensemble of \(members.count)" : ""), K = \(model.k), \(trainer.epoch) epochs, \(fmt(seconds, 1)) s)")
+                    print("ARI \(fmt(ari, 4))  NMI \(fmt(nmi, 4))  ACC \(fmt(acc, 4))  (scNAME\(embeddings.count > 1 ? " ensemble of \(embeddings.count)" : ""), K = \(model.k), \(trainer.epoch) epochs, \(fmt(seconds, 1)) s)")
                 }
             } else if comm.rank == 0 {
                 print("K = \(model.k), \(trainer.epoch) epochs, \(fmt(seconds, 1)) s")
