@@ -100,6 +100,8 @@ def train_step(xs, xt, label, xc, s, use_zinb):
         if use_zinb:
             l_rec = zinb(xc, h[:, :G], h[:, G:2 * G], h[:, 2 * G:], s[:, None])
         else:
+            # MSE on the mean head; the zero-weighted term keeps the whole 256→3G head in the backward
+            # pass, so the dense shapes match the full step's.
             l_rec = tf.reduce_mean(tf.square(h[:, :G] - xc)) + tf.reduce_mean(tf.square(h[:, G:])) * 0.0
         logits = mask_head(dec_c(enc_c(xt)))
         loss = l_rec + tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=label, logits=logits))
