@@ -14,7 +14,7 @@ struct Info: ParsableCommand {
     @Flag(help: "Print only OpenBLAS's detected core type and exit (does not start MPI).")
     var blasCore = false
 
-    struct RankLine: Codable { var rank: Int; var localRank: Int; var host: String; var blasThreads: Int }
+    struct RankLine: Codable { var rank: Int; var localRank: Int; var host: String; var blasThreads: Int; var blasCore: String }
     struct Report: Codable {
         var version: String
         var mpiLibrary: String
@@ -26,6 +26,8 @@ struct Info: ParsableCommand {
         var openblasConfig: String
         var openblasCore: String
         var openblasCoretypeEnv: String?
+        /// Which kernels run and why (OpenBLAS's own choice, the environment, or a restart with better ones).
+        var openblasCoreReason: String
         var blasThreadsPerRank: Int
         var hdf5Version: String
         var hdf5Parallel: Bool
@@ -41,7 +43,7 @@ struct Info: ParsableCommand {
         let comm = Communicator.world
         comm.orAbort {
             let mine = RankLine(rank: comm.rank, localRank: comm.localRank, host: hostName(),
-                                blasThreads: BLASLibrary.threads)
+                                blasThreads: BLASLibrary.threads, blasCore: BLASLibrary.coreName)
             let lines = try allgatherCodable(comm, mine)
             guard comm.rank == 0 else { return }
             let env = ProcessInfo.processInfo.environment
@@ -51,6 +53,7 @@ struct Info: ParsableCommand {
                 localRank: comm.localRank, localSize: comm.localSize,
                 openblasConfig: BLASLibrary.config.trimmingCharacters(in: .whitespaces),
                 openblasCore: BLASLibrary.coreName, openblasCoretypeEnv: env["OPENBLAS_CORETYPE"],
+                openblasCoreReason: BLASKernelChoice.explanation(environment: env),
                 blasThreadsPerRank: BLASLibrary.threads, hdf5Version: HDF5Library.version,
                 hdf5Parallel: HDF5Library.isParallel, cores: ProcessInfo.processInfo.activeProcessorCount,
                 ranks: lines)
@@ -62,12 +65,12 @@ struct Info: ParsableCommand {
                     MPI:        \(report.mpiLibrary) (standard \(report.mpiStandard))
                     job:        rank \(report.rank) of \(report.size) (local rank \(report.localRank) of \(report.localSize) on this node)
                     OpenBLAS:   \(report.openblasConfig)
-                    BLAS core:  \(report.openblasCore)\(report.openblasCoretypeEnv.map { " (OPENBLAS_CORETYPE=\($0))" } ?? "")
+                    BLAS core:  \(report.openblasCoreReason)
                     HDF5:       \(report.hdf5Version), parallel: \(report.hdf5Parallel ? "yes" : "no")
                     cores:      \(report.cores), BLAS threads per rank: \(report.blasThreadsPerRank)
                     """)
                 for l in lines {
-                    print("  rank \(l.rank): host \(l.host), local rank \(l.localRank), BLAS threads \(l.blasThreads)")
+                    print("  rank \(l.rank): host \(l.host), local rank \(l.localRank), BLAS threads \(l.blasThreads), BLAS core \(l.blasCore)")
                 }
             }
         }

@@ -1,5 +1,7 @@
 import ArgumentParser
 import Collectives
+import Foundation
+import TensorCore
 
 @main
 struct Syncytium: ParsableCommand {
@@ -13,6 +15,27 @@ struct Syncytium: ParsableCommand {
         version: SyncytiumVersion.string,
         subcommands: [Info.self, Train.self, Cluster.self, Bench.self, Inspect.self, Simulate.self, PreprocessCommand.self, KNNCommand.self, Evaluate.self]
     )
+
+    static func main() {
+        selectBLASKernels()
+        main(nil)
+    }
+
+    /// Before MPI starts: when OpenBLAS picked older kernels than the CPU supports (OpenBLAS 0.3.21
+    /// on CPUs newer than itself), start this same program again with OPENBLAS_CORETYPE set, so
+    /// `swift run`, a bare `mpirun` and `srun` get the same kernels as `launch/run`. The process id,
+    /// arguments and the rest of the environment stay; MPI has not been initialised yet.
+    static func selectBLASKernels() {
+        let env = ProcessInfo.processInfo.environment
+        guard let core = BLASKernelChoice.plan(environment: env) else { return }
+        setenv("OPENBLAS_CORETYPE", core, 1)
+        setenv(BLASKernelChoice.detectedVariable, BLASLibrary.coreName, 1)
+        execv("/proc/self/exe", CommandLine.unsafeArgv)
+        // Only reached when exec failed: carry on with OpenBLAS's choice, and say so.
+        let reason = String(cString: strerror(errno))
+        unsetenv("OPENBLAS_CORETYPE")
+        writeStderr("warning: could not restart with OPENBLAS_CORETYPE=\(core) (\(reason)); BLAS runs on OpenBLAS's \(BLASLibrary.coreName) kernels\n")
+    }
 }
 
 enum SyncytiumVersion {
