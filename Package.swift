@@ -33,6 +33,8 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
     ],
     targets: [
         // C shims: system libraries found through pkg-config; macros exposed as static inline functions.
@@ -43,37 +45,54 @@ let package = Package(
         .systemLibrary(name: "CHDF5", path: "Sources/CHDF5", pkgConfig: "hdf5-openmpi",
                        providers: [.apt(["libhdf5-openmpi-dev"])]),
 
-        .target(name: "Collectives", dependencies: ["CMPI"], swiftSettings: swiftSettings),
+        .target(name: "Collectives", dependencies: ["CMPI", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
+        // Run settings: `@Setting` declarations, the YAML / command-line resolver (Yams).
+        .target(name: "Settings", dependencies: ["Yams"], swiftSettings: swiftSettings),
         .target(name: "TensorCore", dependencies: ["COpenBLAS"], swiftSettings: swiftSettings),
         .target(name: "Autograd", dependencies: ["TensorCore"], swiftSettings: swiftSettings),
         .target(name: "NN", dependencies: ["TensorCore", "Autograd"], swiftSettings: swiftSettings),
         .target(name: "HDF5IO", dependencies: ["CHDF5"], swiftSettings: swiftSettings),
-        .target(name: "CellData", dependencies: ["HDF5IO", "Collectives", "TensorCore"], exclude: ["README.md"], swiftSettings: swiftSettings),
+        .target(name: "CellData", dependencies: ["HDF5IO", "Collectives", "TensorCore", "Settings"], exclude: ["README.md"], swiftSettings: swiftSettings),
         .target(name: "Clustering", dependencies: ["Collectives", "TensorCore"], swiftSettings: swiftSettings),
-        .target(name: "Training", dependencies: ["Collectives", "TensorCore", "Autograd", "NN"], swiftSettings: swiftSettings),
+        .target(name: "Training", dependencies: ["Collectives", "TensorCore", "Autograd", "NN", "Settings"], swiftSettings: swiftSettings),
         .target(name: "Models", dependencies: ["Collectives", "TensorCore", "Autograd", "NN", "CellData", "Training",
-                                               "Neighbors", "Clustering"], swiftSettings: swiftSettings),
+                                               "Neighbors", "Clustering", "Settings"], swiftSettings: swiftSettings),
+        // End-to-end runs (cluster, train, knn, preprocess) as functions of (spec, communicator).
+        .target(name: "Pipelines", dependencies: ["Collectives", "TensorCore", "CellData", "Clustering", "Neighbors",
+                                                  "Training", "Models", "Settings"], swiftSettings: swiftSettings),
         .target(name: "Neighbors", dependencies: ["Collectives", "TensorCore", "Clustering"], swiftSettings: swiftSettings),
 
+        // The `syncytium bench …` subcommands, outside the library modules.
+        .target(name: "SyncytiumBench", dependencies: [
+                "Collectives", "TensorCore", "Autograd", "NN", "HDF5IO", "CellData", "Clustering", "Neighbors", "Training",
+                "Models", "Pipelines", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                swiftSettings: swiftSettings),
         .executableTarget(
             name: "SyncytiumCLI",
             dependencies: [
                 "Collectives", "TensorCore", "Autograd", "NN", "HDF5IO", "CellData", "Clustering", "Neighbors", "Training", "Models",
+                "Settings", "Pipelines", "SyncytiumBench",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings),
+        // Test support (finite-difference gradient checks), for the test targets and MPIChecks only.
+        .target(name: "TestSupport", dependencies: ["TensorCore", "Autograd", "NN", "Training"], swiftSettings: swiftSettings),
         // Multi-rank checks, run under real mpirun by launch/test (XCTest cannot span processes).
-        .executableTarget(name: "MPIChecks", dependencies: ["Collectives", "Clustering", "Neighbors", "TensorCore"],
+        .executableTarget(name: "MPIChecks", dependencies: ["Collectives", "Clustering", "Neighbors", "TensorCore", "Training", "NN", "TestSupport"],
                          swiftSettings: swiftSettings),
 
         .testTarget(name: "CollectivesTests", dependencies: ["Collectives"], swiftSettings: swiftSettings),
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore"], swiftSettings: swiftSettings),
-        .testTarget(name: "AutogradTests", dependencies: ["TensorCore", "Autograd"], swiftSettings: swiftSettings),
+        .testTarget(name: "AutogradTests", dependencies: ["TensorCore", "Autograd", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "NNTests", dependencies: ["TensorCore", "Autograd", "NN"], swiftSettings: swiftSettings),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "Collectives", "TensorCore", "Autograd", "NN"], swiftSettings: swiftSettings),
+        .testTarget(name: "TrainingTests", dependencies: ["TestSupport", "Training", "Collectives", "TensorCore", "Autograd", "NN"], swiftSettings: swiftSettings),
         .testTarget(name: "NeighborsTests", dependencies: ["Neighbors", "Collectives", "TensorCore"], exclude: ["Fixtures"], swiftSettings: swiftSettings),
         .testTarget(name: "ClusteringTests", dependencies: ["Clustering", "Collectives"], swiftSettings: swiftSettings),
         .testTarget(name: "CellDataTests", dependencies: ["HDF5IO", "CellData", "Collectives", "TensorCore"], exclude: ["Fixtures"], swiftSettings: swiftSettings),
-        .testTarget(name: "ModelsTests", dependencies: ["Models", "Training", "Collectives", "TensorCore", "Autograd", "NN", "Neighbors", "Clustering", "CellData"], swiftSettings: swiftSettings),
+        .testTarget(name: "SyncytiumBenchTests", dependencies: ["SyncytiumBench", "Collectives"], swiftSettings: swiftSettings),
+        .testTarget(name: "SettingsTests", dependencies: ["Settings"], swiftSettings: swiftSettings),
+        .testTarget(name: "PipelinesTests", dependencies: ["Pipelines", "Settings", "Models", "Training", "Collectives", "CellData"], swiftSettings: swiftSettings),
+        .testTarget(name: "ModelsTests", dependencies: ["TestSupport", "Models", "Training", "Collectives", "TensorCore", "Autograd", "NN", "Neighbors", "Clustering", "CellData"], swiftSettings: swiftSettings),
     ]
 )

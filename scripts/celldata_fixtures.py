@@ -108,7 +108,7 @@ def check(inp, out):
     assert np.isfinite(emb).all()
     if "pca_variance_ratio_sum" not in u["metrics"]:  # scaled genes are clipped at ±10
         assert np.abs(emb).max() <= 10
-    assert "version" in u and "params" in u and "metrics" in u, f"uns keys {list(u)}"
+    assert "version" in u and "spec" in u and "metrics" in u, f"uns keys {list(u)}"
     assert int(u["metrics"]["cells_out"]) == a.n_obs
     assert set(b.var_names) <= set(a.var_names)
     print(f"ok {out}: {b.n_obs} cells, obs {list(b.obs.columns)}, X_syncytium {emb.shape}")

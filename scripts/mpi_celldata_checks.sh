@@ -111,7 +111,7 @@ expect() { # file, expected text, extra args...
     local file=$1 text=$2; shift 2
     for n in 1 3; do
         local out="$WORK/bad-out.h5ad"; rm -f "$out"
-        run "$n" preprocess "$WORK/bad/$file" "$out" --hvg 5 "$@" >/dev/null 2>"$WORK/err"
+        run "$n" preprocess "$WORK/bad/$file" "$out" --top-genes 5 "$@" >/dev/null 2>"$WORK/err"
         local rc=$?
         local lines; lines=$(grep -c '^error:' "$WORK/err")
         if [ "$rc" = 124 ]; then bad "$file on $n rank(s): hung (timeout ${TIMEOUT}s)"
@@ -138,8 +138,8 @@ expect shape_mismatch.h5ad "shape mismatch"
 expect string_values.h5ad "not numbers"
 expect good.h5ad "missing obs key" --clusters-from donor
 # CSC input (distributed transpose): identical output on 1 and 3 ranks, same embedding as from CSR.
-for n in 1 3; do run "$n" preprocess "$WORK/bad/layout_csc.h5ad" "$WORK/csc$n.h5ad" --hvg 20 >/dev/null 2>"$WORK/err"; done
-run 1 preprocess "$WORK/bad/layout_csr.h5ad" "$WORK/csr1.h5ad" --hvg 20 >/dev/null 2>&1
+for n in 1 3; do run "$n" preprocess "$WORK/bad/layout_csc.h5ad" "$WORK/csc$n.h5ad" --top-genes 20 >/dev/null 2>"$WORK/err"; done
+run 1 preprocess "$WORK/bad/layout_csr.h5ad" "$WORK/csr1.h5ad" --top-genes 20 >/dev/null 2>&1
 if [ -e "$WORK/csc1.h5ad" ] && cmp -s "$WORK/csc1.h5ad" "$WORK/csc3.h5ad" \
     && "${PY[@]}" close "$WORK/csr1.h5ad" "$WORK/csc3.h5ad" 0 > "$WORK/py" 2>&1; then
     ok "CSC input: byte-identical on 1 and 3 ranks, same X_syncytium as the CSR copy"
@@ -151,14 +151,14 @@ if [ "$(grep -c '^1$' "$WORK/rcs" 2>/dev/null)" = 3 ]; then ok "nan_counts.h5ad 
 else bad "nan_counts.h5ad on 3 ranks: per-rank exit codes $(tr '\n' ' ' < "$WORK/rcs" 2>/dev/null)"; fi
 # More ranks than cells: an error on 3 ranks (1 rank is fine).
 rm -f "$WORK/two.h5ad"
-run 3 preprocess "$WORK/bad/two_cells.h5ad" "$WORK/two.h5ad" --hvg 5 >/dev/null 2>"$WORK/err"; rc=$?
+run 3 preprocess "$WORK/bad/two_cells.h5ad" "$WORK/two.h5ad" --top-genes 5 >/dev/null 2>"$WORK/err"; rc=$?
 if [ "$rc" != 0 ] && [ "$rc" != 124 ] && grep -q "more ranks (3) than cells (2)" "$WORK/err" && [ ! -e "$WORK/two.h5ad" ]; then
     ok "two_cells.h5ad on 3 ranks: more ranks than cells"
 else bad "two_cells.h5ad on 3 ranks: rc $rc, $(grep '^error:' "$WORK/err")"; fi
 # All-zero cells: warning and filter.
 for n in 1 3; do
     rm -f "$WORK/z.h5ad"
-    if run "$n" preprocess "$WORK/bad/all_zero_cells.h5ad" "$WORK/z.h5ad" --hvg 5 --clusters-from cell_type >/dev/null 2>"$WORK/err" \
+    if run "$n" preprocess "$WORK/bad/all_zero_cells.h5ad" "$WORK/z.h5ad" --top-genes 5 --clusters-from cell_type >/dev/null 2>"$WORK/err" \
         && grep -q "2 all-zero cells dropped" "$WORK/err" \
         && "${PY[@]}" check "$WORK/bad/all_zero_cells.h5ad" "$WORK/z.h5ad" >/dev/null 2>&1; then
         ok "all_zero_cells.h5ad on $n rank(s): warning, 2 cells filtered"

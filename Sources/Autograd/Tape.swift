@@ -157,7 +157,7 @@ public final class Tape {
 
     /// Back-propagates from `output`. A 1×1 output is seeded with 1; otherwise pass `seed`
     /// (the gradient of some scalar with respect to `output`, same shape).
-    public func backward(_ output: Var, seed: Tensor? = nil) {
+    public func backward(_ output: Var, seed: Tensor? = nil) throws {
         let o = output.id
         precondition(nodes[o].requiresGrad, "backward from a value that does not depend on any variable or parameter")
         let s = nodes[o].value.shape
@@ -180,7 +180,7 @@ public final class Tape {
                 // here: zero it if nothing reached it, and tell the listener (bucketed allreduce).
                 if !nodes[i].gradWritten && !nodes[i].accumulate { nodes[i].grad!.fill(0) }
                 nodes[i].gradWritten = true
-                onParameterGradientReady?(nodes[i].grad!)
+                try onParameterGradientReady?(nodes[i].grad!)
             }
             i -= 1
         }
@@ -193,5 +193,5 @@ public final class Tape {
     /// Called during `backward` with each parameter's gradient buffer as soon as that gradient is
     /// final (in reverse order of registration), so its communication can start while the rest of
     /// the backward pass runs.
-    public var onParameterGradientReady: ((Tensor) -> Void)?
+    public var onParameterGradientReady: ((Tensor) throws -> Void)?
 }

@@ -5,6 +5,9 @@ import HDF5IO
 /// Bad input or a failed read/write: a one-line message naming the file, the object and what to do.
 public struct CellDataError: Error, CustomStringConvertible, Sendable {
     public let message: String
+    /// True when every rank of the communicator has this error (thrown by `agreeing`): the job may
+    /// then end cleanly on every rank instead of aborting.
+    public var agreedByAllRanks = false
     public init(_ message: String) { self.message = message }
     public init(file: String, object: String, problem: String, fix: String) {
         message = "\(file): \(object): \(problem) — \(fix)"
@@ -166,8 +169,10 @@ public func agreeing<R>(_ comm: Communicator, _ body: () throws -> R) throws -> 
     let text = comm.rank == first ? Array("\(failure!)".utf8) : []
     let bytes = try comm.broadcast(array: text, root: first)
     let message = String(decoding: bytes, as: UTF8.self)
-    if comm.rank == first, let e = failure as? CellDataError { throw e }
-    throw CellDataError(message)
+    if comm.rank == first, var e = failure as? CellDataError { e.agreedByAllRanks = true; throw e }
+    var e = CellDataError(message)
+    e.agreedByAllRanks = true
+    throw e
 }
 
 // MARK: - Row partitions

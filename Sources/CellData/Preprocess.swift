@@ -1,4 +1,5 @@
 import Collectives
+import Settings
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -40,7 +41,7 @@ public struct ExactColumnSums {
     }
 }
 
-public enum HVGFlavor: String, Sendable, CaseIterable, Codable {
+public enum HVGFlavor: String, SettingChoice {
     /// On log-normalised data.
     case seurat
     /// On log-normalised data.

@@ -1,4 +1,5 @@
 import CMPI
+import Foundation
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -477,5 +478,35 @@ public func writeStderr(_ text: String) {
             if n <= 0 { break }
             off += n
         }
+    }
+}
+
+// MARK: - Baselines and helpers
+
+extension Communicator {
+    /// One direct MPI_Allreduce (sum, in place) with none of the wrapper's checks or instrumentation:
+    /// the baseline that `syncytium bench allreduce` measures the wrapper against.
+    public func bareAllreduceSum(_ buf: UnsafeMutableBufferPointer<Float>) throws {
+        try check(MPI_Allreduce(cmpi_in_place(), buf.baseAddress, Int32(buf.count), cmpi_float(), cmpi_sum(), comm), "MPI_Allreduce")
+    }
+
+    /// Every rank's value of a Codable type, in rank order (one allgatherv of its JSON).
+    public func allgatherCodable<T: Codable>(_ mine: T) throws -> [T] {
+        let bytes = Array(try JSONEncoder().encode(mine))
+        let (all, counts) = try allgatherv(bytes)
+        var out: [T] = []
+        var offset = 0
+        for c in counts {
+            out.append(try JSONDecoder().decode(T.self, from: Data(all[offset..<offset + c])))
+            offset += c
+        }
+        return out
+    }
+
+    /// This node's host name.
+    public static var hostName: String {
+        var buf = [CChar](repeating: 0, count: 256)
+        gethostname(&buf, buf.count - 1)
+        return String(cString: buf)
     }
 }

@@ -6,7 +6,10 @@
 import Clustering
 import Collectives
 import Neighbors
+import NN
 import TensorCore
+import TestSupport
+import Training
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -325,6 +328,49 @@ run("distributed kNN = single-rank") {
     let sDiff = zip(bs, as_).map { abs($0 - $1) }.max() ?? 0
     expect(bi == ai && sDiff < 1e-5, "memory bank retrieval differs from single rank (max score Δ \(sDiff))")
     compare(try ApproximateKNN(lists: 10, probes: 10, seed: 2).build(x, k: k, comm: comm), "IVF kNN probing every list")
+}
+
+// Every gradient-reduction strategy of the Trainer against one rank training on all cells (MPI_COMM_SELF):
+// a regression task, 29 cells split unevenly over the ranks, global batch 8 (the last batch short),
+// 6 steps with SGD (a wrong gradient scale shows linearly) and with Adam, clipping on for one run.
+// Budget: the reduced gradient is the same sum of 8 per-cell terms in another order, so each step
+// differs by a few float32 ulps of the update; 6 steps of lr 0.05 on parameters of order 1 stay
+// within 1e-5 of the largest parameter (a missing shard or an unaveraged gradient moves them by > 1e-2).
+run("gradient reduction strategies vs one rank") {
+    let cells = 29
+    // Rank q holds a share ∝ q + 1 of the cells (uneven on every rank count).
+    let weight = p * (p + 1) / 2
+    var counts = (0..<p).map { cells * ($0 + 1) / weight }
+    counts[p - 1] += cells - counts.reduce(0, +)
+    let lo = counts.prefix(r).reduce(0, +)
+    let mine = (lo..<(lo + counts[r])).map(Int64.init)
+    for optimizer in [OptimizerKind.sgd, .adam] {
+        for clip in [nil, Float(0.5)] {
+            var c = TrainerConfig()
+            c.batchSize = 8; c.lr = 0.05; c.optimizer = optimizer; c.momentum = optimizer == .sgd ? 0 : 0.9; c.clipNorm = clip
+            c.bucketMib = 1e-4   // a few parameters per bucket, so buckets start during the backward pass
+            let plan = TrainingPlan(epochs: 2, seed: 9)
+            let single = RegressionTask(cells: cells, ids: (0..<cells).map(Int64.init))
+            let ts = try Trainer(task: single, config: c, plan: plan, cellIds: single.ids, comm: Communicator.solo)
+            var singleLosses: [Double] = []
+            for _ in 0..<6 { singleLosses.append(try ts.step().0) }
+            for reduction in GradientReduction.allCases {
+                var cr = c; cr.reduction = reduction
+                let task = RegressionTask(cells: cells, ids: mine)
+                let t = try Trainer(task: task, config: cr, plan: plan, cellIds: mine, idSpace: cells, comm: comm)
+                var losses: [Double] = []
+                for _ in 0..<6 { losses.append(try t.step().0) }
+                let ref = single.parameters, got = task.parameters
+                let scale = ref.map(abs).max()!
+                let diff = zip(ref, got).map { abs($0 - $1) }.max()! / scale
+                expect(diff <= 1e-5, "\(reduction) \(optimizer) clip \(clip.map { "\($0)" } ?? "none"): parameters differ from one rank by \(diff)")
+                let same = try comm.allgather(got)
+                expect((0..<p).allSatisfy { Array(same[$0 * got.count..<($0 + 1) * got.count]) == got }, "\(reduction): replicas identical")
+                let lossDiff = zip(losses, singleLosses).map { abs($0 - $1) / abs($1) }.max()!
+                expect(lossDiff <= 1e-5, "\(reduction) \(optimizer): step losses differ from one rank by \(lossDiff)")
+            }
+        }
+    }
 }
 
 // Global verdict: every rank's counts summed.

@@ -1,4 +1,6 @@
+import CellData
 import Collectives
+import Settings
 import TensorCore
 import Training
 
@@ -11,37 +13,75 @@ public enum TrainingPhase: String, Codable, Sendable {
     case fineTune
 }
 
-/// A clustering model trained by the data-parallel `Trainer`.
+/// A model's hyperparameters: a settings section (each `@Setting` documents the reference value).
+public protocol ModelHyperparameters: SettingsSection {}
+
+/// What a run tells a model besides its hyperparameters.
+public struct ModelContext: Sendable {
+    /// Seed for parameters, augmentations and the model's own clustering.
+    public var seed: UInt64
+    /// Clusters to find (nil: the model or the run estimates K without labels).
+    public var clusters: Int?
+    /// Upper end of the range searched when K is estimated.
+    public var maxClusters: Int
+    public init(seed: UInt64, clusters: Int?, maxClusters: Int) {
+        self.seed = seed; self.clusters = clusters; self.maxClusters = maxClusters
+    }
+}
+
+/// One named value a model reports after training (for the log and uns['syncytium']['metrics']).
+public enum ReportValue: Sendable {
+    case integer(Int), number(Double), text(String)
+}
+
+/// A model trained by the data-parallel `Trainer`.
 ///
 /// A model is a `TrainingTask` (parameters in one `ParameterStore`, the per-batch MEAN loss recorded
-/// on a tape, collective per-epoch hooks, per-cell checkpoint shards) plus what the `cluster` command
-/// needs around training: a name, Codable hyperparameters whose defaults are the practical ones
-/// (each documents the reference value), a phase schedule, the embedding of this rank's cells, and
-/// the final cluster assignment.
+/// on a tape, collective per-epoch hooks, per-cell checkpoint shards) plus what the runs need around
+/// training: a registry name, hyperparameters, its schedule, the embedding of this rank's cells and,
+/// when it has a cluster head, its own cluster assignment.
 ///
 /// How the five methods of MODELS.md fit:
 /// - scNAME (`SCNAME`): pretrain = ZINB + mask, fine-tune adds the bank contrastive and soft k-means
-///   terms; centres initialised by distributed k-means in `epochWillBegin` of the first fine-tune
-///   epoch; assignment = argmin distance to the learnt centres.
-/// - CICL: a single phase (`phase` always `.fineTune`); the fixed initial k-means centres are set in
-///   `epochWillBegin(0)`; two views are drawn per batch like scNAME's corruption (seeded per cell).
-/// - scDEFR / scSiameseClu: full-graph models become mini-batch over the sparse distributed kNN
-///   graph (built before training, halo rows fetched inside `loss`); pretraining stages map onto
-///   `.pretrain` epochs; DEC / Sinkhorn targets are refreshed in `epochWillBegin` (collective).
-/// - CELLULAR: supervised; `clusterAssignment` returns the classifier's predictions; labels come in
-///   through its initialiser (the only model allowed to see them).
+///   terms; centres initialised by distributed k-means when fine-tuning starts.
+/// - CICL: one phase; the fixed initial k-means centres are set in `epochWillBegin(0)`; two views per
+///   batch seeded per cell.
+/// - scDEFR / scSiameseClu: mini-batch over the sparse distributed kNN graph; pretraining stages map
+///   onto `.pretrain` epochs; DEC / Sinkhorn targets refreshed in `epochWillBegin` (collective).
+/// - CELLULAR: supervised; labels come in through `Dataset` (the only model allowed to read them).
+///
+/// Adding a model: a folder `Sources/Models/NAME/` with the type and its hyperparameters, one line in
+/// `ModelRegistry.entries`, and its tests.
 public protocol Model: TrainingTask {
-    associatedtype Hyperparameters: Codable & Sendable
-    /// Short name used on the command line and in outputs (`scname`, `cicl`, …).
+    associatedtype Hyperparameters: ModelHyperparameters
+    /// Name on the command line and in outputs (`scname`, `cicl`, …).
     static var name: String { get }
+    /// One line for `syncytium models`.
+    static var summary: String { get }
+    /// Collective. Builds the model for this rank's shard.
+    init(input: Dataset, hyperparameters: Hyperparameters, context: ModelContext, comm: Communicator) throws
     var hyperparameters: Hyperparameters { get }
     /// Epochs of the whole schedule (all phases).
     var totalEpochs: Int { get }
     func phase(atEpoch epoch: Int) -> TrainingPhase
+    /// A learning-rate change at a phase boundary (from `epoch` on, × `factor`), or nil.
+    var learningRateChange: (epoch: Int, factor: Float)? { get }
     /// Width of `embedding()`.
     var embeddingDim: Int { get }
     /// Collective. The embedding of this rank's cells (rows in shard order), without gradients.
     func embedding(comm: Communicator) throws -> Tensor
-    /// Collective. The final cluster of each of this rank's cells (0..<K).
-    func clusterAssignment(comm: Communicator) throws -> [Int32]
+    /// Collective. The model's own cluster of each of this rank's cells (0..<clusters), or nil when
+    /// it has no cluster head (the run then clusters the embedding).
+    func clusterAssignment(comm: Communicator) throws -> (labels: [Int32], clusters: Int)?
+    /// This rank's cells' clusters right after pretraining (for reporting), if the model has them.
+    var pretrainedAssignment: [Int32]? { get }
+    /// Values to report after training, in order (e.g. K, the last label change).
+    var report: [(String, ReportValue)] { get }
+}
+
+extension Model {
+    public var learningRateChange: (epoch: Int, factor: Float)? { nil }
+    public func clusterAssignment(comm: Communicator) throws -> (labels: [Int32], clusters: Int)? { nil }
+    public var pretrainedAssignment: [Int32]? { nil }
+    public var report: [(String, ReportValue)] { [] }
 }

@@ -54,7 +54,7 @@ public final class Adam: Optimizer {
 
     public func step(lr: Float, range: Range<Int>, gradients: UnsafePointer<Float>) {
         precondition(m.count >= store.count, "parameters were added to the store after the optimiser was created")
-        precondition(range.lowerBound % 16 == 0 && range.upperBound <= store.count, "optimiser range \(range) not 16-aligned or out of bounds")
+        precondition((range.isEmpty || range.lowerBound % 16 == 0) && range.upperBound <= store.count, "optimiser range \(range) not 16-aligned or out of bounds")
         steps += 1
         let t = Float(steps)
         let b1 = beta1, b2 = beta2
@@ -150,17 +150,25 @@ public func clipGradNorm(_ store: ParameterStore, maxNorm: Float) -> Float {
 }
 
 /// Learning-rate schedules as pure functions of the (0-based) step.
-public enum LearningRateSchedule: Sendable, Equatable {
+public indirect enum LearningRateSchedule: Sendable, Equatable {
     case constant(Float)
+    /// Linear warm-up to `peak` over `warmupSteps`, then `peak`.
+    case warmup(peak: Float, warmupSteps: Int)
     /// Linear warm-up to `peak` over `warmupSteps` (step s gives peak·(s+1)/warmupSteps), then cosine
     /// decay to `floor` at `totalSteps`, and `floor` after that.
     case warmupCosine(peak: Float, warmupSteps: Int, totalSteps: Int, floor: Float = 0)
+    /// `base`, multiplied by `factor` from step `atStep` on (a model's phase change).
+    case changed(LearningRateSchedule, atStep: Int, factor: Float)
 
     public func callAsFunction(_ step: Int) -> Float { lr(at: step) }
 
     public func lr(at step: Int) -> Float {
         switch self {
         case .constant(let v): return v
+        case .warmup(let peak, let warm):
+            return step < warm ? peak * Float(step + 1) / Float(warm) : peak
+        case .changed(let base, let at, let factor):
+            return base.lr(at: step) * (step >= at ? factor : 1)
         case .warmupCosine(let peak, let warm, let total, let floor):
             if step < warm { return peak * Float(step + 1) / Float(warm) }
             let span = max(total - warm, 1)

@@ -2,6 +2,7 @@ import ArgumentParser
 import Collectives
 import Foundation
 import HDF5IO
+import Pipelines
 import TensorCore
 
 struct Info: ParsableCommand {
@@ -42,13 +43,13 @@ struct Info: ParsableCommand {
         }
         let comm = Communicator.world
         comm.orAbort {
-            let mine = RankLine(rank: comm.rank, localRank: comm.localRank, host: hostName(),
+            let mine = RankLine(rank: comm.rank, localRank: comm.localRank, host: Communicator.hostName,
                                 blasThreads: BLASLibrary.threads, blasCore: BLASLibrary.coreName)
-            let lines = try allgatherCodable(comm, mine)
+            let lines = try comm.allgatherCodable(mine)
             guard comm.rank == 0 else { return }
             let env = ProcessInfo.processInfo.environment
             let report = Report(
-                version: SyncytiumVersion.string, mpiLibrary: Communicator.libraryVersion,
+                version: SyncytiumInfo.version, mpiLibrary: Communicator.libraryVersion,
                 mpiStandard: Communicator.standardVersion, rank: comm.rank, size: comm.size,
                 localRank: comm.localRank, localSize: comm.localSize,
                 openblasConfig: BLASLibrary.config.trimmingCharacters(in: .whitespaces),
@@ -78,27 +79,3 @@ struct Info: ParsableCommand {
 
 }
 
-/// Every rank's value of a Codable type, in rank order (one allgatherv of its JSON).
-func allgatherCodable<T: Codable>(_ comm: Communicator, _ mine: T) throws -> [T] {
-    let bytes = Array(try JSONEncoder().encode(mine))
-    let (all, counts) = try comm.allgatherv(bytes)
-    var out: [T] = []
-    var offset = 0
-    for c in counts {
-        out.append(try JSONDecoder().decode(T.self, from: Data(all[offset..<offset + c])))
-        offset += c
-    }
-    return out
-}
-
-func hostName() -> String {
-    var buf = [CChar](repeating: 0, count: 256)
-    gethostname(&buf, buf.count - 1)
-    return String(cString: buf)
-}
-
-func jsonString<T: Encodable>(_ value: T) throws -> String {
-    let enc = JSONEncoder()
-    enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-    return String(decoding: try enc.encode(value), as: UTF8.self)
-}

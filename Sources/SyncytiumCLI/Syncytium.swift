@@ -1,6 +1,8 @@
 import ArgumentParser
 import Collectives
 import Foundation
+import Pipelines
+import SyncytiumBench
 import TensorCore
 
 @main
@@ -12,12 +14,13 @@ struct Syncytium: ParsableCommand {
             Runs as one process on a laptop (no launcher needed), under `mpirun -np N`, or under \
             SLURM's `srun`. `launch/run N …` picks the launcher, thread counts and binding for you.
             """,
-        version: SyncytiumVersion.string,
-        subcommands: [Info.self, Train.self, Cluster.self, Bench.self, Inspect.self, Simulate.self, PreprocessCommand.self, KNNCommand.self, Evaluate.self]
+        version: SyncytiumInfo.version,
+        subcommands: [Info.self, Cluster.self, Train.self, KNNCommand.self, PreprocessCommand.self, Evaluate.self, Inspect.self, Simulate.self, ListModels.self, Bench.self]
     )
 
     static func main() {
         selectBLASKernels()
+        RankLogHandler.bootstrap()
         main(nil)
     }
 
@@ -36,8 +39,4 @@ struct Syncytium: ParsableCommand {
         unsetenv("OPENBLAS_CORETYPE")
         writeStderr("warning: could not restart with OPENBLAS_CORETYPE=\(core) (\(reason)); BLAS runs on OpenBLAS's \(BLASLibrary.coreName) kernels\n")
     }
-}
-
-enum SyncytiumVersion {
-    static let string = "0.1.0"
 }

@@ -28,6 +28,16 @@ public enum StopSignal {
         try comm.allreduce(value: Int32(local != 0 ? 1 : 0), op: .max) != 0
     }
 
+    /// Collective: whether any rank received a stop signal before optimiser step `step`.
+    /// `SYNCYTIUM_TEST_STOP_AT_STEP=n` acts as if SIGUSR1 arrived just before step n (for the
+    /// preemption tests of launch/tests.d; it is read once, at the first call).
+    public static func anyRank(_ comm: Communicator, beforeStep step: Int) throws -> Bool {
+        if let s = simulatedStep, s == step { simulate() }
+        return try anyRank(comm)
+    }
+
+    static let simulatedStep: Int? = getenv("SYNCYTIUM_TEST_STOP_AT_STEP").flatMap { Int(String(cString: $0)) }
+
     /// For tests: behave as if a signal had arrived.
     public static func simulate(_ sig: Int32 = SIGUSR1) { received.store(sig, ordering: .relaxed) }
     public static func clear() { received.store(0, ordering: .relaxed) }

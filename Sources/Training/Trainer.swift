@@ -39,42 +39,6 @@ public struct StepContext: Sendable {
     public let seed: UInt64
 }
 
-public struct TrainerConfig: Codable, Sendable, Equatable {
-    public var epochs = 10
-    /// Cells per optimiser step over all ranks (the same whatever the rank count).
-    public var globalBatch = 256
-    public var learningRate: Float = 1e-3
-    public var warmupSteps = 0
-    public var cosine = false
-    /// From this epoch on the learning rate is multiplied by `learningRateFactorAfter` (a model's second
-    /// phase, e.g. scNAME's fine-tuning); nil = never.
-    public var learningRateDropEpoch: Int? = nil
-    public var learningRateFactorAfter: Float = 1
-    public var optimizer = "adam"           // adam | adamw | sgd
-    public var weightDecay: Float = 0
-    public var momentum: Float = 0.9        // sgd
-    public var clipNorm: Float? = nil
-    /// Micro-batches per step (gradient accumulation with one allreduce).
-    public var accumulation = 1
-    /// Gradient bucket size (MiB); the first bucket is 1 MiB so communication starts early.
-    public var bucketMiB: Double = 4
-    public var overlap = true
-    /// Sharded optimiser step (as ZeRO-1 / llm.c): gradients are reduce-scattered, each rank updates
-    /// only its slice of the parameters (and optimiser state), and the slices are allgathered. Same
-    /// communication volume as an allreduce, but the optimiser's work is split over the ranks.
-    public var shardOptimizer = true
-    /// Stop (as completed) after this many optimiser steps in all.
-    public var maxSteps: Int? = nil
-    public var seed: UInt64 = 0
-    public var checkpointDirectory: String? = nil
-    public var checkpointEveryEpochs = 1
-    public var keepCheckpoints = 2
-    public var metricsPath: String? = nil
-    /// Resolved configuration of the whole run (JSON), kept in checkpoints.
-    public var runConfig: String = "{}"
-    public init() {}
-}
-
 public enum TrainingOutcome: Equatable, Sendable {
     case completed
     /// Stopped by SIGTERM/SIGUSR1 after writing a checkpoint; exit with `StopSignal.exitCode`.
@@ -84,25 +48,29 @@ public enum TrainingOutcome: Equatable, Sendable {
 /// Timings of the last steps, for benchmarks.
 public struct StepTimings: Sendable {
     public var steps = 0
-    public var total = 0.0          // wall time of whole steps
-    public var waitAllreduce = 0.0  // time blocked in the final wait for gradients
-    public var optimizer = 0.0
+    public var total = 0.0            // wall time of whole steps
+    public var reduceAndUpdate = 0.0  // after the backward pass: the rest of the reduction and the optimiser update
 }
 
 /// The data-parallel training loop.
 ///
-/// Parameters are broadcast from rank 0; every step each rank runs forward and backward on its cells
-/// of the global batch, gradients (one flat buffer) are allreduced in buckets overlapping the
-/// backward pass, and every rank applies the identical optimiser step. The sampler gives every rank
-/// the same number of steps. SIGTERM/SIGUSR1 stop the run at the next step boundary, all ranks
-/// together, after a checkpoint.
+/// Parameters are broadcast from rank 0. Every step each rank runs forward and backward on its cells
+/// of the global batch (in `config.accumulation` micro-batches), the `GradientReducer` chosen by
+/// `config.reduction` combines the gradients and applies the identical optimiser update everywhere.
+/// The sampler gives every rank the same number of steps. SIGTERM/SIGUSR1 stop the run at the next
+/// step boundary, all ranks together, after a checkpoint. `run()` reads as: epoch → step (forward,
+/// backward, reduce, update) → epoch hooks → checkpoint.
 public final class Trainer {
     public let task: TrainingTask
     public let config: TrainerConfig
+    public let plan: TrainingPlan
     public let comm: Communicator
     public let layout: RowLayout
     public let sampler: GlobalBatchSampler
+    public let schedule: LearningRateSchedule
     public private(set) var optimizer: Optimizer
+    /// How gradients are combined; benchmarks may swap in a `ComputeOnlyReducer`.
+    public var reducer: GradientReducer
     public private(set) var epoch = 0
     public private(set) var stepInEpoch = 0
     public private(set) var globalStep = 0
@@ -110,21 +78,11 @@ public final class Trainer {
     /// Global mean loss of each step run (rank-independent).
     public private(set) var lossHistory: [Double] = []
     public var producer = "syncytium"
-    /// Called after each step with (globalStep, loss, terms) on every rank.
-    public var onStep: ((Int, Double, [Double]) -> Void)?
-    /// Benchmarks only: when false, steps skip every collective (each rank trains alone on its cells),
-    /// which gives the compute-only time of the same step.
-    public var communicate = true
     /// Set (identically on every rank) by a task's `epochDidEnd` to end the run as completed after
     /// this epoch's checkpoint, e.g. when a convergence criterion is met.
     public var finishRequested = false
 
     private let tape = Tape()
-    /// Sharded optimiser: element counts per rank (multiples of 16, in order) and this rank's slice.
-    private var shardCounts: [Int] = []
-    private var shardRange: Range<Int> = 0..<0
-    private var shardGrads = TensorStorage(zeroedCount: 0)
-    private let buckets: GradientBuckets
     private var accumulator: [Float] = []
     private let progress: ProgressLog
     private var resumedFrom: URL?
@@ -132,8 +90,9 @@ public final class Trainer {
     /// Collective. `cellIds`: the global ids of this rank's cells in shard order (unique over ranks,
     /// in 0..<idSpace; gaps allowed, e.g. file rows removed by QC). Batches are drawn by global id, so
     /// they do not depend on how cells are spread over ranks.
-    public init(task: TrainingTask, config: TrainerConfig, cellIds: [Int64], idSpace: Int? = nil, comm: Communicator) throws {
-        self.task = task; self.config = config; self.comm = comm
+    public init(task: TrainingTask, config: TrainerConfig, plan: TrainingPlan, cellIds: [Int64], idSpace: Int? = nil,
+                comm: Communicator) throws {
+        self.task = task; self.config = config; self.plan = plan; self.comm = comm
         layout = try RowLayout(comm: comm, localCount: cellIds.count)
         guard layout.total > 0 else { throw CollectiveUsageError("training needs at least one cell; every shard is empty") }
         let maxId = try comm.allreduce(value: cellIds.max() ?? -1, op: .max)
@@ -141,26 +100,21 @@ public final class Trainer {
         guard maxId < Int64(space), cellIds.allSatisfy({ $0 >= 0 }) else {
             throw CollectiveUsageError("cell ids must lie in 0..<\(space); the largest is \(maxId)")
         }
-        sampler = GlobalBatchSampler(total: space, ownedIds: cellIds, globalBatch: min(config.globalBatch, space),
-                                     seed: config.seed)
+        sampler = GlobalBatchSampler(total: space, ownedIds: cellIds, globalBatch: min(config.batchSize, space), seed: plan.seed)
         let store = task.store
-        switch config.optimizer.lowercased() {
-        case "adam": optimizer = Adam(store, weightDecay: config.weightDecay)
-        case "adamw": optimizer = Adam.adamW(store, weightDecay: config.weightDecay)
-        case "sgd": optimizer = SGD(store, momentum: config.momentum, weightDecay: config.weightDecay)
-        default: throw CollectiveUsageError("unknown optimiser '\(config.optimizer)': use adam, adamw or sgd")
+        switch config.optimizer {
+        case .adam: optimizer = Adam(store, weightDecay: config.weightDecay)
+        case .adamw: optimizer = Adam.adamW(store, weightDecay: config.weightDecay)
+        case .sgd: optimizer = SGD(store, momentum: config.momentum, weightDecay: config.weightDecay)
         }
-        let elems = max(1, Int(config.bucketMiB * 1_048_576) / 4)
-        buckets = GradientBuckets(store: store, bucketElements: elems, firstBucketElements: min(elems, 262_144), comm: comm)
-        progress = try ProgressLog(comm: comm, metricsPath: config.metricsPath.map { URL(fileURLWithPath: $0) })
-        if config.shardOptimizer {
-            let n = store.count, p = comm.size
-            let block = ((n + p - 1) / p + 15) / 16 * 16
-            shardCounts = (0..<p).map { r in max(0, min(n, (r + 1) * block) - min(n, r * block)) }
-            let lo = min(n, comm.rank * block)
-            shardRange = lo..<(lo + shardCounts[comm.rank])
-            shardGrads = TensorStorage(zeroedCount: max(shardCounts[comm.rank], 1))
-        }
+        reducer = GradientReducers.make(config.reduction, store: store, bucketMiB: config.bucketMib, comm: comm)
+        let total = max(1, plan.epochs * sampler.stepsPerEpoch)
+        var sch: LearningRateSchedule = config.schedule == .cosine
+            ? .warmupCosine(peak: config.lr, warmupSteps: config.warmupSteps, totalSteps: total)
+            : (config.warmupSteps > 0 ? .warmup(peak: config.lr, warmupSteps: config.warmupSteps) : .constant(config.lr))
+        if let c = plan.learningRateChange { sch = .changed(sch, atStep: c.epoch * sampler.stepsPerEpoch, factor: c.factor) }
+        schedule = sch
+        progress = try ProgressLog(comm: comm, metricsPath: config.metrics.map { URL(fileURLWithPath: $0) })
         // Identical replicas: rank 0's parameters and buffers everywhere.
         try comm.broadcast(UnsafeMutableBufferPointer(start: store.valuesPointer, count: store.count), root: 0)
         if store.stateCount > 0 {
@@ -171,24 +125,14 @@ public final class Trainer {
     public var stepsPerEpoch: Int { sampler.stepsPerEpoch }
 
     /// The learning rate at optimiser step `s` (a pure function of the step).
-    public func learningRate(at s: Int) -> Float {
-        let total = max(1, config.epochs * stepsPerEpoch)
-        var lr = config.learningRate
-        if config.warmupSteps > 0 && s < config.warmupSteps { return lr * Float(s + 1) / Float(config.warmupSteps) }
-        if config.cosine {
-            let p = Float(s - config.warmupSteps) / Float(max(1, total - config.warmupSteps))
-            lr *= 0.5 * (1 + cos(Float.pi * min(max(p, 0), 1)))
-        }
-        if let e = config.learningRateDropEpoch, s >= e * stepsPerEpoch { lr *= config.learningRateFactorAfter }
-        return lr
-    }
+    public func learningRate(at s: Int) -> Float { schedule(s) }
 
     // MARK: checkpoints
 
     /// Resumes from the newest complete checkpoint in the configured directory, if any. Returns it.
     @discardableResult
     public func resumeIfPossible() throws -> URL? {
-        guard let dir = config.checkpointDirectory.map({ URL(fileURLWithPath: $0) }),
+        guard let dir = config.checkpointDir.map({ URL(fileURLWithPath: $0) }),
               let ck = Checkpoint.latest(in: dir) else { return nil }
         try resume(from: ck)
         return ck
@@ -209,14 +153,11 @@ public final class Trainer {
     /// Collective. Writes a checkpoint of the current position.
     @discardableResult
     public func writeCheckpoint() throws -> URL? {
-        guard let dirPath = config.checkpointDirectory else { return nil }
+        guard let dirPath = config.checkpointDir else { return nil }
         let dir = URL(fileURLWithPath: dirPath)
-        let meta = CheckpointMeta(producer: producer, config: config.runConfig, epoch: epoch, stepInEpoch: stepInEpoch,
-                                  globalStep: globalStep, ranks: comm.size, seed: config.seed)
-        if config.shardOptimizer && comm.size > 1 {
-            // Each rank's optimiser state is current only on its slice: gather the slices first.
-            for b in optimizer.stateBuffers() { try comm.allgatherInPlace(b, counts: shardCounts) }
-        }
+        let meta = CheckpointMeta(producer: producer, config: plan.runSpec, epoch: epoch, stepInEpoch: stepInEpoch,
+                                  globalStep: globalStep, ranks: comm.size, seed: plan.seed)
+        try reducer.gatherOptimizerState(optimizer)
         let blobs = comm.rank == 0 ? ["parameters": task.store.serialized(), "optimizer": optimizer.stateBlob()] : [:]
         try Checkpoint.write(to: dir, meta: meta, blobs: blobs, shards: task.checkpointShards(),
                              keep: config.keepCheckpoints, comm: comm)
@@ -229,16 +170,16 @@ public final class Trainer {
         let steps = stepsPerEpoch
         var stepSeconds = 0.0
         var cellsPerSecond = 0.0
-        while epoch < config.epochs {
+        let checkpointing = config.checkpointDir != nil
+        while epoch < plan.epochs {
             if stepInEpoch == 0 || resumedFrom != nil { try task.epochWillBegin(epoch, trainer: self) }
             resumedFrom = nil
             while stepInEpoch < steps {
                 if let m = config.maxSteps, globalStep >= m {
-                    if config.checkpointDirectory != nil { try writeCheckpoint() }
+                    if checkpointing { try writeCheckpoint() }
                     return .completed
                 }
-                if let s = Self.testStopStep, globalStep == s { StopSignal.simulate() }
-                if try StopSignal.anyRank(comm) {
+                if try StopSignal.anyRank(comm, beforeStep: globalStep) {
                     let ck = try writeCheckpoint()
                     return .stopped(checkpoint: ck?.path ?? "")
                 }
@@ -248,30 +189,23 @@ public final class Trainer {
                 stepSeconds = stepSeconds == 0 ? dt : 0.9 * stepSeconds + 0.1 * dt
                 cellsPerSecond = Double(layout.total) / Double(steps) / max(stepSeconds, 1e-9)
                 lossHistory.append(loss)
-                onStep?(globalStep, loss, terms)
                 var fields: [String: Any] = ["epoch": epoch, "step": stepInEpoch, "global_step": globalStep,
                                              "loss": loss, "lr": Double(learningRate(at: globalStep - 1)),
                                              "seconds": dt, "cells_per_s": cellsPerSecond]
                 for (n, v) in zip(task.lossTermNames, terms) { fields[n] = v }
                 progress.record(fields)
                 stepInEpoch += 1
-                let remaining = (config.epochs - epoch - 1) * steps + (steps - stepInEpoch)
-                progress.show(epoch: epoch, epochs: config.epochs, step: stepInEpoch - 1, steps: steps,
+                let remaining = (plan.epochs - epoch - 1) * steps + (steps - stepInEpoch)
+                progress.show(epoch: epoch, epochs: plan.epochs, step: stepInEpoch - 1, steps: steps,
                               terms: [("loss", loss)] + zip(task.lossTermNames, terms).map { ($0, $1) },
                               cellsPerSecond: cellsPerSecond, remainingSteps: remaining, secondsPerStep: stepSeconds,
                               force: stepInEpoch == steps)
             }
             try task.epochDidEnd(epoch, trainer: self)
             epoch += 1; stepInEpoch = 0
-            if config.checkpointDirectory != nil && (epoch % max(config.checkpointEveryEpochs, 1) == 0 || epoch == config.epochs) {
-                try writeCheckpoint()
-            }
-            if finishRequested {
-                if config.checkpointDirectory != nil && epoch % max(config.checkpointEveryEpochs, 1) != 0 && epoch != config.epochs {
-                    try writeCheckpoint()
-                }
-                return .completed
-            }
+            let due = epoch % config.checkpointEvery == 0 || epoch == plan.epochs
+            if checkpointing && (due || finishRequested) { try writeCheckpoint() }
+            if finishRequested { return .completed }
         }
         return .completed
     }
@@ -281,90 +215,65 @@ public final class Trainer {
         let t0 = Communicator.time()
         let store = task.store
         let rows = sampler.localRows(epoch: epoch, step: stepInEpoch)
+        let local = reducer is LocalReducer || reducer is ComputeOnlyReducer
         // Cells of this global batch that exist (ids may have gaps): one small allreduce.
-        let batch = communicate ? Double(try comm.allreduce(value: Int64(rows.count), op: .sum)) : Double(rows.count)
+        let batch = local ? Double(rows.count) : Double(try comm.allreduce(value: Int64(rows.count), op: .sum))
         guard batch > 0 else { return (0, [Double](repeating: 0, count: task.lossTermNames.count)) }
-        let k = max(1, config.accumulation)
+        let k = config.accumulation
         let nTerms = task.lossTermNames.count
         var sums = [Double](repeating: 0, count: 1 + nTerms)
-        buckets.beginStep()
-        let sharded = config.shardOptimizer && comm.size > 1 && communicate
-        let overlap = config.overlap && k == 1 && comm.size > 1 && communicate && !sharded
+        reducer.beginStep()
+        let base = store.gradsPointer
         for mb in 0..<k {
             let lo = rows.count * mb / k, hi = rows.count * (mb + 1) / k
             let chunk = Array(rows[lo..<hi])
             tape.reset()
             tape.training = true
-            if overlap {
-                let base = store.gradsPointer
-                tape.onParameterGradientReady = { [buckets] grad in
-                    try? buckets.markReady(offset: grad.pointer - base, count: grad.count)
-                }
+            // Overlap only without accumulation: with micro-batches a parameter's gradient is final only
+            // after the last one is added (the reducer then starts every bucket when the step ends).
+            if k == 1, let ready = reducer.gradientReady {
+                tape.onParameterGradientReady = { grad in try ready(grad.pointer - base, grad.count) }
             } else {
                 tape.onParameterGradientReady = nil
             }
             // The task is called even with no rows here, so that collectives inside it (memory-bank
             // retrieval, global statistics) are entered by every rank alike.
-            let ctx = StepContext(epoch: epoch, step: stepInEpoch, globalStep: globalStep, microBatch: mb, seed: config.seed)
+            let ctx = StepContext(epoch: epoch, step: stepInEpoch, globalStep: globalStep, microBatch: mb, seed: plan.seed)
             let (lossVar, terms) = try task.loss(rows: chunk, context: ctx, tape: tape)
+            if mb > 0 { saveAccumulated(store) }
             if chunk.isEmpty || !tape.requiresGrad(lossVar) {
                 store.zeroGrad()
             } else {
                 let w = Double(chunk.count) / batch
                 sums[0] += w * Double(tape.value(lossVar).scalar)
                 for (i, t) in terms.prefix(nTerms).enumerated() { sums[1 + i] += w * Double(t) }
-                tape.backward(lossVar, seed: Tensor.scalar(Float(w)))
+                try tape.backward(lossVar, seed: Tensor.scalar(Float(w)))
             }
-            if k > 1 {
-                if accumulator.count != store.count { accumulator = [Float](repeating: 0, count: store.count) }
-                let g = store.gradsPointer
-                if mb == 0 { accumulator.withUnsafeMutableBufferPointer { $0.baseAddress!.update(from: g, count: store.count) } }
-                else { accumulator.withUnsafeMutableBufferPointer { a in for i in 0..<store.count { a[i] += g[i] } } }
-                if mb == k - 1 { accumulator.withUnsafeBufferPointer { g.update(from: $0.baseAddress!, count: store.count) } }
-            }
+            if mb > 0 { addAccumulated(store) }
         }
         tape.onParameterGradientReady = nil
         let tw = Communicator.time()
-        var tOpt = tw
-        if sharded {
-            // Reduce-scatter the gradients, update this rank's slice, allgather the parameters.
-            let n = store.count
-            try comm.reduceScatter(UnsafeBufferPointer(start: store.gradsPointer, count: n),
-                                   into: UnsafeMutableBufferPointer(start: shardGrads.pointer, count: shardGrads.count),
-                                   counts: shardCounts, op: .sum)
-            try comm.allreduce(&sums, op: .sum)
-            tOpt = Communicator.time()
-            let g = shardGrads.pointer, m = shardRange.count
-            if let c = config.clipNorm {
-                var sq = 0.0
-                for i in 0..<m { sq += Double(g[i]) * Double(g[i]) }
-                let norm = (try comm.allreduce(value: sq, op: .sum)).squareRoot()
-                if norm > Double(c) { let f = Float(Double(c) / (norm + 1e-6)); for i in 0..<m { g[i] *= f } }
-            }
-            optimizer.step(lr: learningRate(at: globalStep), range: shardRange, gradients: g)
-            try comm.allgatherInPlace(UnsafeMutableBufferPointer(start: store.valuesPointer, count: n), counts: shardCounts)
-        } else {
-            if comm.size > 1 && communicate {
-                if overlap { try buckets.finish() } else {
-                    try comm.allreduce(UnsafeMutableBufferPointer(start: store.gradsPointer, count: store.count), op: .sum)
-                }
-                try comm.allreduce(&sums, op: .sum)
-            }
-            tOpt = Communicator.time()
-            if let c = config.clipNorm { _ = clipGradNorm(store, maxNorm: c) }
-            optimizer.step(lr: learningRate(at: globalStep))
-        }
+        try reducer.reduceAndUpdate(sums: &sums, lr: learningRate(at: globalStep), clipNorm: config.clipNorm, optimizer: optimizer)
         globalStep += 1
         let t1 = Communicator.time()
         timings.steps += 1
         timings.total += t1 - t0
-        timings.waitAllreduce += tOpt - tw
-        timings.optimizer += t1 - tOpt
+        timings.reduceAndUpdate += t1 - tw
         return (sums[0], Array(sums.dropFirst()))
     }
 
-    public func resetTimings() { timings = StepTimings() }
+    /// Micro-batch accumulation: the gradients so far are kept aside while the next micro-batch's
+    /// backward pass overwrites the store's buffer, then added back.
+    private func saveAccumulated(_ store: ParameterStore) {
+        if accumulator.count != store.count { accumulator = [Float](repeating: 0, count: store.count) }
+        let g = store.gradsPointer
+        accumulator.withUnsafeMutableBufferPointer { $0.baseAddress!.update(from: g, count: store.count) }
+    }
 
-    /// Test hook: `SYNCYTIUM_TEST_STOP_AT_STEP=n` acts as if SIGUSR1 arrived before optimiser step n.
-    static let testStopStep: Int? = getenv("SYNCYTIUM_TEST_STOP_AT_STEP").flatMap { Int(String(cString: $0)) }
+    private func addAccumulated(_ store: ParameterStore) {
+        let g = store.gradsPointer
+        accumulator.withUnsafeBufferPointer { a in for i in 0..<store.count { g[i] += a[i] } }
+    }
+
+    public func resetTimings() { timings = StepTimings() }
 }

@@ -5,7 +5,7 @@ import Autograd
 @testable import NN
 
 final class ParameterStoreTests: XCTestCase {
-    func testViewsIntoFlatBuffers() {
+    func testViewsIntoFlatBuffers() throws {
         let store = ParameterStore()
         var rng = RandomStream(seed: 1, purpose: .initialization)
         let a = store.add("a", rows: 3, cols: 5, .ones, rng: &rng)
@@ -27,7 +27,7 @@ final class ParameterStoreTests: XCTestCase {
         // A tape accumulates parameter gradients directly into the flat gradient buffer.
         let t = Tape()
         let loss = t.sum(t.mul(t.param(a), t.constant(Tensor(rows: 1, cols: 1, repeating: 3))))
-        t.backward(loss)
+        try t.backward(loss)
         XCTAssertEqual(Array(store.flatGrads.scalars[0..<15]), Array(repeating: 3, count: 15))
         XCTAssertEqual(a.grad.scalars, Array(repeating: 3, count: 15))
         store.zeroGrad()
@@ -165,7 +165,7 @@ final class OptimizerTests: XCTestCase {
 }
 
 final class LayerTests: XCTestCase {
-    func testLayersCompose() {
+    func testLayersCompose() throws {
         let store = ParameterStore()
         var rng = RandomStream(seed: 3, purpose: .initialization)
         let net = Sequential([
@@ -180,7 +180,7 @@ final class LayerTests: XCTestCase {
         let t = Tape()
         let y = net(t.constant(x), t)
         XCTAssertEqual(t.value(y).rows, 5); XCTAssertEqual(t.value(y).cols, 2)
-        t.backward(t.mean(y))
+        try t.backward(t.mean(y))
         XCTAssertGreaterThan(store.flatGrads.scalars.map(Swift.abs).max()!, 0)
         XCTAssertNotEqual(store["bn.running_mean"]!.value.scalars, Array(repeating: 0, count: 8))
         // Evaluation mode: deterministic (no dropout, running statistics).
@@ -191,7 +191,7 @@ final class LayerTests: XCTestCase {
     }
 
     /// A small MLP overfits a synthetic regression problem: 32 points, 6 features, 3 targets.
-    func testMLPOverfitsSmallProblem() {
+    func testMLPOverfitsSmallProblem() throws {
         let store = ParameterStore()
         var rng = RandomStream(seed: 8, purpose: .initialization)
         let net = Sequential([
@@ -209,7 +209,7 @@ final class LayerTests: XCTestCase {
         for step in 0..<1500 {
             t.reset()
             let loss = t.mseLoss(net(t.constant(x), t), t.constant(y))
-            t.backward(loss)
+            try t.backward(loss)
             clipGradNorm(store, maxNorm: 10)
             adam.step(lr: schedule(step))
             last = t.value(loss).scalar

@@ -1,4 +1,5 @@
 // Finite-difference gradient checking (test support; used by the tests of every differentiable op).
+import Autograd
 import TensorCore
 
 /// Compares a tape's gradients with central finite differences.
@@ -59,7 +60,7 @@ public enum GradCheck {
         let os = tape.shape(out)
         var rng = RandomStream(seed: seed, purpose: .custom("gradcheck"))
         let r = Tensor.uniform(rows: os.rows, cols: os.cols, -1, 1, rng: &rng)
-        tape.backward(out, seed: r)
+        do { try tape.backward(out, seed: r) } catch { preconditionFailure("backward with no gradient hook threw: \(error)") }
         for (i, v) in vars.enumerated() where kinds[i] == .variable {
             grads[i] = tape.grad(v)?.copy() ?? Tensor(rows: points[i].rows, cols: points[i].cols)
         }

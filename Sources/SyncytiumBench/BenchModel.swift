@@ -1,6 +1,8 @@
+import Pipelines
 import ArgumentParser
 import Collectives
 import Foundation
+import CellData
 import Models
 import TensorCore
 import Training
@@ -35,20 +37,23 @@ struct BenchModel: ParsableCommand {
         let comm = Communicator.world
         keepAllocationsOnHeap()
         let out: String = comm.orAbort {
-            var po = PreprocessOptions(); po.topGenes = 1000; po.targetSum = nil
-            let data = try InputPipeline.load(input, labelKey: nil, options: po, comm: comm)
+            let spec = ClusterSpec()   // the cluster command's preprocessing
+            var source = spec.data; source.input = input
+            let data = try Dataset.load(source, preprocess: spec.preprocess, comm: comm)
             var h = SCNAME.Hyperparameters()
             h.pretrainEpochs = phase == .pretrain ? 1_000 : 0
-            h.epochs = 1_000; h.clusters = clusters; h.sharedEncoder = !separateEncoders
-            let m = try SCNAME(input: data, hyperparameters: h, comm: comm)
+            h.epochs = 1_000; h.sharedEncoder = !separateEncoders
+            let m = try SCNAME(input: data, hyperparameters: h, context: ModelContext(seed: 0, clusters: clusters, maxClusters: clusters),
+                               comm: comm)
             if phase == .finetune {
                 let z = try m.embedding(comm: comm)
                 m.bank.update(localRows: Array(0..<z.rows), values: z)
                 try m.initialiseCentres()
             }
             var cfg = TrainerConfig()
-            cfg.epochs = m.totalEpochs; cfg.globalBatch = batch; cfg.learningRate = 1e-3
-            let trainer = try Trainer(task: m, config: cfg, cellIds: data.cellIds, idSpace: data.cells, comm: comm)
+            cfg.batchSize = batch
+            let trainer = try Trainer(task: m, config: cfg, plan: TrainingPlan(epochs: m.totalEpochs, seed: 0),
+                                      cellIds: data.cellIds, idSpace: data.cells, comm: comm)
             // The dense GEMMs of one step: (m, n, k) per call.
             let b = max(1, data.x.rows * batch / max(data.cells, 1)), g = data.genes
             let dims = h.dims
@@ -58,8 +63,8 @@ struct BenchModel: ParsableCommand {
                 if inputGrad { shapes.append((b, i, o)) }
             }
             let trunk = [(dims[2], dims[1]), (dims[1], dims[0])]
+            // Both branches' first layers take sparse input (CSR × dense, not sgemm): not in the list.
             for branch in 0..<2 {
-                if branch == 1 { layer(g, dims[0], inputGrad: false) }    // corrupted input is dense
                 layer(dims[0], dims[1], inputGrad: true); layer(dims[1], dims[2], inputGrad: true)
                 for (i, o) in trunk { layer(i, o, inputGrad: true) }
                 layer(dims[0], branch == 0 ? 3 * g : g, inputGrad: true)
@@ -88,7 +93,6 @@ struct BenchModel: ParsableCommand {
                 let t2 = Communicator.time()
                 stepT.append(t1 - t0); rawT.append(t2 - t1)
             }
-            func median(_ a: [Double]) -> Double { let s = a.sorted(); return s[s.count / 2] }
             let ms = median(stepT) * 1000, rawMs = median(rawT) * 1000
             let flops = shapes.reduce(0.0) { $0 + 2 * Double($1.0) * Double($1.1) * Double($1.2) }
             return "scname \(phase.rawValue): \(comm.size) rank(s), global batch \(batch) (≈\(b) local), \(g) genes, \(data.cells) cells, "

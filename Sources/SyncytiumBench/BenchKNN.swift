@@ -1,3 +1,4 @@
+import Pipelines
 import ArgumentParser
 import Collectives
 import Foundation

@@ -1,19 +1,40 @@
 import Autograd
+import CellData
 import Collectives
+import Settings
 import NN
 import TensorCore
 import Training
 
 /// A plain MLP autoencoder (ReLU between layers, linear bottleneck and output, MSE): the reference
 /// workload for the data-parallel runtime. The first layer takes the sparse input directly.
-public final class MLPAutoencoder: TrainingTask {
+public final class MLPAutoencoder: Model {
+    public struct Hyperparameters: ModelHyperparameters, Equatable {
+        @Setting("Epochs.", min: 1)
+        public var epochs = 10
+        @Setting("Encoder widths after the input (the decoder mirrors them; the last is the bottleneck).")
+        public var hidden = [1024, 128, 24]
+        public init() {}
+        public func validate() throws {
+            if hidden.isEmpty || hidden.contains(where: { $0 < 1 }) { throw SettingsError(key: "model.hidden", "needs one or more positive widths") }
+        }
+    }
+    public static let name = "mlp-ae"
+    public static let summary = "MLP autoencoder (MSE on log-normalised values): the runtime's reference workload"
+    public let hyperparameters: Hyperparameters
     public let store = ParameterStore()
     public let widths: [Int]
     let layers: [Linear]
     let data: CSRMatrix
     public var lossTermNames: [String] { [] }
 
-    public init(input: CSRMatrix, hidden: [Int] = [1024, 128, 24], seed: UInt64) {
+    public convenience init(input: Dataset, hyperparameters: Hyperparameters, context: ModelContext, comm: Communicator) throws {
+        self.init(input: input.x, hyperparameters: hyperparameters, seed: context.seed)
+    }
+
+    public init(input: CSRMatrix, hyperparameters: Hyperparameters = Hyperparameters(), seed: UInt64) {
+        self.hyperparameters = hyperparameters
+        let hidden = hyperparameters.hidden
         data = input
         widths = [input.cols] + hidden + hidden.dropLast().reversed() + [input.cols]
         var rng = RandomStream(seed: seed, purpose: .initialization)
@@ -37,6 +58,11 @@ public final class MLPAutoencoder: TrainingTask {
         }
         return (tape.mseLoss(h, tape.constant(target)), [])
     }
+
+    public var totalEpochs: Int { hyperparameters.epochs }
+    public func phase(atEpoch epoch: Int) -> TrainingPhase { .pretrain }
+    public var embeddingDim: Int { widths[layers.count / 2] }
+    public func embedding(comm: Communicator) throws -> Tensor { embed() }
 
     /// The bottleneck embedding of this rank's cells (no gradient), in row chunks.
     public func embed(chunk: Int = 1024) -> Tensor {

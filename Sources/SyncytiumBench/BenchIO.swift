@@ -1,3 +1,4 @@
+import Pipelines
 import ArgumentParser
 import CellData
 import Collectives
@@ -70,7 +71,7 @@ struct BenchIO: ParsableCommand {
             let peak = processMemory().peak
             let mine = RankLine(rank: comm.rank, rows: s.localRows, nnz: s.localNNZ, shardBytes: s.matrixBytes,
                                 peakRSSBytes: peak, baselineRSSBytes: baseline)
-            let lines = try allgatherCodable(comm, mine)
+            let lines = try comm.allgatherCodable(mine)
             let nnz = try comm.allreduce(value: Int64(s.localNNZ), op: .sum)
             var seqTimes: [Double] = []
             if comm.rank == 0 {

@@ -1,3 +1,4 @@
+import Pipelines
 import ArgumentParser
 import Collectives
 import Foundation
@@ -17,9 +18,8 @@ struct BenchDataParallel: ParsableCommand {
     @Option(help: "Measured steps of each kind.") var steps = 40
     @Option(help: "Input genes.") var genes = 2000
     @Option(help: "Fraction of non-zero inputs (sparse first layer).") var density = 0.1
-    @Option(help: "Gradient bucket size, MiB.") var bucketMib: Double = 4
-    @Flag(inversion: .prefixedNo, help: "Overlap the allreduce with the backward pass (when the optimiser is not sharded).") var overlap = true
-    @Flag(inversion: .prefixedNo, help: "Sharded optimiser step: reduce-scatter, update own slice, allgather (ZeRO-1).") var shardOptimizer = true
+    @Option(help: "Gradient bucket size, MiB (bucketed reduction).") var bucketMib: Double = 4
+    @Option(help: "Gradient reduction: allreduce, bucketed (overlapping the backward pass) or sharded (ZeRO-1).") var reduction: GradientReduction = .sharded
     @Option(help: "BLAS threads per rank.") var threads = 1
     @Flag(help: "Print JSON.") var json = false
 
@@ -45,13 +45,18 @@ struct BenchDataParallel: ParsableCommand {
             let x = try CSRMatrix(rows: rowsPerRank, cols: genes, rowPtr: rowPtr, colIdx: cols, values: vals)
             let task = MLPAutoencoder(input: x, seed: 1)
             var cfg = TrainerConfig()
-            cfg.globalBatch = batch * comm.size; cfg.bucketMiB = bucketMib; cfg.overlap = overlap; cfg.shardOptimizer = shardOptimizer; cfg.epochs = 1_000_000
+            cfg.batchSize = batch * comm.size; cfg.bucketMib = bucketMib; cfg.reduction = reduction
             let first = Int64(comm.rank * rowsPerRank)
-            let trainer = try Trainer(task: task, config: cfg, cellIds: (0..<rowsPerRank).map { first + Int64($0) }, comm: comm)
+            let trainer = try Trainer(task: task, config: cfg, plan: TrainingPlan(epochs: 1_000_000, seed: 0),
+                                      cellIds: (0..<rowsPerRank).map { first + Int64($0) }, comm: comm)
+            // Compute-only steps: the same forward, backward and local optimiser work (for the sharded
+            // reduction only this rank's slice, as in its full step), no collective.
+            let real = trainer.reducer
+            let computeOnly = ComputeOnlyReducer(mirroring: real, store: task.store)
             var full: [Double] = [], compute: [Double] = [], wait: [Double] = []
             for i in 0..<(2 * steps + 10) {
                 let communicate = i % 2 == 0
-                trainer.communicate = communicate
+                trainer.reducer = communicate ? real : computeOnly
                 try comm.barrier()
                 let before = trainer.timings
                 let t0 = Communicator.time()
@@ -59,11 +64,11 @@ struct BenchDataParallel: ParsableCommand {
                 var dt = Communicator.time() - t0
                 dt = try comm.allreduce(value: dt, op: .max)
                 if i >= 10 {
-                    if communicate { full.append(dt); wait.append(trainer.timings.waitAllreduce - before.waitAllreduce) }
+                    if communicate { full.append(dt); wait.append(trainer.timings.reduceAndUpdate - before.reduceAndUpdate) }
                     else { compute.append(dt) }
                 }
             }
-            trainer.communicate = true
+            trainer.reducer = real
             guard comm.rank == 0 else { return }
             let f = median(full), c = median(compute)
             let out = Output(ranks: comm.size, batchPerRank: batch, parameters: task.store.parameterCount,
@@ -74,11 +79,12 @@ struct BenchDataParallel: ParsableCommand {
             print("""
                 MLP autoencoder \(task.widths.map(String.init).joined(separator: "-")), \(comm.size) rank(s) × \(batch) cells, \
                 \(out.parameters) parameters (\(fmt(out.gradientMiB, 1)) MiB of gradients), medians of \(steps)
-                full step (\(shardOptimizer ? "reduce-scatter, sharded Adam, allgather" : overlap ? "bucketed allreduce overlapping backward" : "one allreduce")): \(fmt(out.fullStepMs, 2)) ms
+                full step (\(reduction.rawValue) reduction): \(fmt(out.fullStepMs, 2)) ms
                 compute-only step:      \(fmt(out.computeStepMs, 2)) ms
-                data-parallel overhead: \(fmt(100 * out.overheadFraction, 1)) % of the full step (waiting for gradients \(fmt(out.allreduceWaitMs, 2)) ms)
+                data-parallel overhead: \(fmt(100 * out.overheadFraction, 1)) % of the full step (reduction and update after the backward pass \(fmt(out.allreduceWaitMs, 2)) ms)
                 throughput: \(Int(out.cellsPerSecondPerRank)) cells/s per rank
                 """)
         }
     }
 }
+extension GradientReduction: ExpressibleByArgument {}

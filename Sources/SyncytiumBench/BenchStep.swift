@@ -1,3 +1,4 @@
+import Pipelines
 import ArgumentParser
 import Autograd
 import Collectives
@@ -85,13 +86,13 @@ struct BenchStep: ParsableCommand {
     }
 
     func run() throws {
-        // On several ranks the question is the data-parallel cost: the same step through the Trainer,
-        // full (with gradient communication) vs compute-only, interleaved (see `bench dp`).
+        // One process's step: on several ranks say so instead of measuring something else.
         if Communicator.world.size > 1 {
-            let dp = try BenchDataParallel.parse(["--batch", "\(batch)", "--threads", "\(threads)",
-                                                  "--density", "\(density ?? 0.1)"] + (json ? ["--json"] : []))
-            try dp.run()
-            return
+            if Communicator.world.rank == 0 {
+                writeStderr("error: bench step times one process's step; run it on 1 rank, or `bench dp` for the data-parallel cost on \(Communicator.world.size)\n")
+            }
+            Communicator.world.finalize()
+            throw ExitCode.validationFailure
         }
         BLASLibrary.setThreads(threads)
         let store = ParameterStore()
@@ -115,7 +116,7 @@ struct BenchStep: ParsableCommand {
         var lastLoss: Float = .nan
         var parts: (f: Double, b: Double, o: Double) = (0, 0, 0)
 
-        func step() {
+        func step() throws {
             tape.reset()
             switch model {
             case .mlp:
@@ -130,7 +131,7 @@ struct BenchStep: ParsableCommand {
                 }
                 let loss = tape.mseLoss(h, tape.constant(x))
                 let t1 = benchNow()
-                tape.backward(loss)
+                try tape.backward(loss)
                 let t2 = benchNow()
                 lastLoss = tape.value(loss).scalar
                 adam.step(lr: 1e-3)
@@ -138,32 +139,32 @@ struct BenchStep: ParsableCommand {
             case .linear:
                 let xin = tape.variable(x)
                 let y = layers[0](xin, tape)
-                tape.backward(y, seed: upstream)
+                try tape.backward(y, seed: upstream)
             }
         }
 
         let shapes = GemmShape.trainingStep(widths: widths, batch: batch, inputNeedsGrad: model == .linear)
         let raw = RawGemmRunner(shapes)
-        for _ in 0..<warmup { step(); _ = raw.runAll() }
+        for _ in 0..<warmup { try step(); _ = raw.runAll() }
         let memWarm = processMemory()
         var stepTimes: [Double] = [], rawTimes: [Double] = []
         var fT: [Double] = [], bT: [Double] = [], oT: [Double] = []
         stepTimes.reserveCapacity(steps); rawTimes.reserveCapacity(steps); fT.reserveCapacity(steps); bT.reserveCapacity(steps); oT.reserveCapacity(steps)
         for _ in 0..<steps {
-            let t0 = benchNow(); step(); stepTimes.append(benchNow() - t0)
+            let t0 = benchNow(); try step(); stepTimes.append(benchNow() - t0)
             fT.append(parts.f); bT.append(parts.b); oT.append(parts.o)
             rawTimes.append(raw.runAll())
         }
         let memEnd = processMemory()
-        let sMed = benchMedian(stepTimes), rMed = benchMedian(rawTimes)
+        let sMed = median(stepTimes), rMed = median(rawTimes)
         let mib = 1.0 / Double(1 << 20)
         let out = Output(
             model: model.rawValue, inputDensity: density, batch: batch, steps: steps, blasThreads: BLASLibrary.threads,
             blasCore: BLASLibrary.coreName, parameters: store.parameterCount,
             stepMedianMs: sMed * 1e3,
-            forwardMedianMs: model == .mlp ? benchMedian(fT) * 1e3 : nil,
-            backwardMedianMs: model == .mlp ? benchMedian(bT) * 1e3 : nil,
-            optimizerMedianMs: model == .mlp ? benchMedian(oT) * 1e3 : nil,
+            forwardMedianMs: model == .mlp ? median(fT) * 1e3 : nil,
+            backwardMedianMs: model == .mlp ? median(bT) * 1e3 : nil,
+            optimizerMedianMs: model == .mlp ? median(oT) * 1e3 : nil,
             rawGemmMedianMs: rMed * 1e3, ratio: sMed / rMed,
             cellsPerSecond: Double(batch) / sMed, rawGemmCellsPerSecond: Double(batch) / rMed,
             peakRSSAfterWarmupMiB: Double(memWarm.peak) * mib, peakRSSEndMiB: Double(memEnd.peak) * mib,

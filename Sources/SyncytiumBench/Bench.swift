@@ -1,9 +1,11 @@
+import Pipelines
 import ArgumentParser
 import Collectives
 import Foundation
 
-struct Bench: ParsableCommand {
-    static let configuration = CommandConfiguration(
+public struct Bench: ParsableCommand {
+    public init() {}
+    public static let configuration = CommandConfiguration(
         abstract: "Benchmarks, each next to a baseline measured in the same run.",
         subcommands: [BenchAllreduce.self, BenchIO.self, BenchKNN.self, BenchDataParallel.self, BenchGemm.self, BenchStep.self, BenchSparse.self, BenchModel.self])
 }
@@ -85,10 +87,16 @@ func pad(_ s: String, _ width: Int) -> String {
     s.count >= width ? s + " " : String(repeating: " ", count: width - s.count) + s
 }
 
-func fmt(_ x: Double, _ digits: Int) -> String { String(format: "%.\(digits)f", x) }
 
 func formatBytes(_ b: Int) -> String {
     if b >= 1 << 20 && b % (1 << 20) == 0 { return "\(b >> 20) MiB" }
     if b >= 1 << 10 && b % (1 << 10) == 0 { return "\(b >> 10) KiB" }
     return "\(b) B"
+}
+
+/// Median of a non-empty sample (mean of the middle two for an even count).
+func median(_ xs: [Double]) -> Double {
+    precondition(!xs.isEmpty)
+    let s = xs.sorted()
+    return s.count % 2 == 1 ? s[s.count / 2] : 0.5 * (s[s.count / 2 - 1] + s[s.count / 2])
 }

@@ -1,4 +1,6 @@
-import CMPI
+import Pipelines
+import Collectives
+import TensorCore
 
 /// Allreduce timing: the Communicator's in-place allreduce next to a raw `MPI_Allreduce` call on
 /// the same buffer, interleaved rep by rep (alternating which goes first) so both see the same
@@ -62,27 +64,19 @@ public struct AllreduceBenchmark {
 
     private func timeOurs(_ buf: UnsafeMutableBufferPointer<Float>) throws -> Double {
         try comm.barrier()
-        let t0 = MPI_Wtime()
+        let t0 = Communicator.time()
         try comm.allreduce(buf, op: .sum)
-        return MPI_Wtime() - t0
+        return Communicator.time() - t0
     }
 
     private func timeRaw(_ buf: UnsafeMutableBufferPointer<Float>) throws -> Double {
         try comm.barrier()
-        let t0 = MPI_Wtime()
+        let t0 = Communicator.time()
         try rawAllreduce(buf)
-        return MPI_Wtime() - t0
+        return Communicator.time() - t0
     }
 
-    /// The baseline: one direct MPI_Allreduce call, no wrapper.
     private func rawAllreduce(_ buf: UnsafeMutableBufferPointer<Float>) throws {
-        let rc = MPI_Allreduce(cmpi_in_place(), buf.baseAddress, Int32(buf.count), cmpi_float(), cmpi_sum(), comm.comm)
-        try check(rc, "MPI_Allreduce")
+        try comm.bareAllreduceSum(buf)
     }
-}
-
-public func median(_ xs: [Double]) -> Double {
-    precondition(!xs.isEmpty)
-    let s = xs.sorted()
-    return s.count % 2 == 1 ? s[s.count / 2] : 0.5 * (s[s.count / 2 - 1] + s[s.count / 2])
 }

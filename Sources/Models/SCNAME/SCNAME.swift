@@ -31,9 +31,12 @@
 // - Schedule: the reference trains 500 + 1000 epochs at batch 128, lr 1e-4; the defaults here are
 //   shorter (see `Hyperparameters`), `Hyperparameters.reference` restores the reference schedule.
 // - K is given, or estimated without labels (silhouette on the pretrained bank), never from labels.
+// - The reference schedule (500 + 1000 epochs, check every 50, batch 128, lr 1e-4) is the run spec
+//   configs/scname-reference.yaml; the defaults here are shorter.
 import Autograd
 import Clustering
 import Collectives
+import CellData
 import Foundation
 import NN
 import Neighbors
@@ -41,47 +44,18 @@ import TensorCore
 import Training
 
 public final class SCNAME: Model {
-    public struct Hyperparameters: Codable, Sendable, Equatable {
-        /// Mask probability of the VIME corruption (reference 0.3).
-        public var maskProbability: Float = 0.3
-        /// Positives per cell in the neighbourhood loss (reference 10).
-        public var neighbours = 10
-        /// Temperature of the neighbourhood loss (reference 0.7).
-        public var temperature: Float = 0.7
-        /// Encoder widths after the input (reference [256, 64, 32]).
-        public var dims = [256, 64, 32]
-        /// Weight of the mask loss α (reference 1.0), the neighbourhood loss β (0.1), soft k-means γ (0.1).
-        public var alpha: Float = 1.0
-        public var beta: Float = 0.1
-        public var gamma: Float = 0.1
-        /// Ridge on π in the ZINB loss (reference 1.0).
-        public var ridge: Float = 1.0
-        /// Pretraining and fine-tuning epochs (reference 500 and 1000).
-        public var pretrainEpochs = 40
-        public var epochs = 40
-        /// Convergence check every this many fine-tune epochs (reference 50), tolerance (0.001).
-        public var updateEpoch = 5
-        public var tolerance: Double = 0.001
-        /// Clusters (0 = estimate by silhouette on the pretrained embedding, in 2...maxClusters).
-        public var clusters = 0
-        public var maxClusters = 20
-        /// One encoder for both branches (paper figure, the default) or two (reference code).
-        public var sharedEncoder = true
-        public var seed: UInt64 = 0
-        public init() {}
-
-        /// The reference schedule (500 + 1000 epochs, update every 50); batch 128 and lr 1e-4 are trainer settings.
-        public static var reference: Hyperparameters {
-            var h = Hyperparameters(); h.pretrainEpochs = 500; h.epochs = 1000; h.updateEpoch = 50; return h
-        }
-    }
-
+    public typealias Hyperparameters = SCNAMEHyperparameters
     public static let name = "scname"
+    public static let summary = "mask-estimation + neighbourhood-contrastive autoencoder, ZINB decoder, soft k-means head (Wan et al. 2022)"
     public let hyperparameters: Hyperparameters
+    public let context: ModelContext
     public let store = ParameterStore()
     public var lossTermNames: [String] { ["zinb", "mask", "ncl", "kmeans"] }
     public var totalEpochs: Int { hyperparameters.pretrainEpochs + hyperparameters.epochs }
     public var embeddingDim: Int { hyperparameters.dims.last! }
+    public var learningRateChange: (epoch: Int, factor: Float)? {
+        hyperparameters.finetuneLrScale == 1 ? nil : (hyperparameters.pretrainEpochs, hyperparameters.finetuneLrScale)
+    }
     public func phase(atEpoch epoch: Int) -> TrainingPhase { epoch < hyperparameters.pretrainEpochs ? .pretrain : .fineTune }
 
     let comm: Communicator
@@ -115,35 +89,22 @@ public final class SCNAME: Model {
     public var k: Int { Int(state.value.pointer[1]) }
     public var centresReady: Bool { state.value.pointer[0] > 0 }
 
-    /// Collective (global gene moments). `input` as produced by `InputPipeline.load`.
-    public init(input: ModelInput, hyperparameters h: Hyperparameters, comm: Communicator) throws {
+    /// Collective. `input` as produced by `Dataset.load` (its gene moments give the input scaling).
+    public init(input: Dataset, hyperparameters h: Hyperparameters, context: ModelContext, comm: Communicator) throws {
         hyperparameters = h
+        self.context = context
         self.comm = comm
         genes = input.genes
         xLog = input.x; counts = input.counts; sizeFactors = input.sizeFactors; cellIds = input.cellIds
         let g = genes
-        // Global per-gene mean and (population) variance of the log values.
-        var moments = [Double](repeating: 0, count: 2 * g + 1)
-        for e in 0..<xLog.nnz {
-            let j = Int(xLog.colIdx[e]), v = Double(xLog.values[e])
-            moments[j] += v; moments[g + j] += v * v
-        }
-        moments[2 * g] = Double(xLog.rows)
-        try comm.allreduce(&moments, op: .sum)
-        let n = max(moments[2 * g], 1)
-        var mu = [Float](repeating: 0, count: g), sd = [Float](repeating: 1, count: g)
-        for j in 0..<g {
-            let m = moments[j] / n
-            let v = max(moments[g + j] / n - m * m, 0)
-            mu[j] = Float(m); sd[j] = v > 1e-12 ? Float(v.squareRoot()) : 1
-        }
+        let mu = input.geneMean, sd = input.geneStd
         mean = mu; std = sd; invStd = sd.map { 1 / $0 }
         var vals = xLog.values
         for e in 0..<vals.count { vals[e] /= sd[Int(xLog.colIdx[e])] }
         xScaled = try CSRMatrix(rows: xLog.rows, cols: g, rowPtr: xLog.rowPtr, colIdx: xLog.colIdx, values: vals)
         shift = Tensor.row((0..<g).map { mu[$0] / sd[$0] })
 
-        var rng = RandomStream(seed: h.seed, purpose: .initialization)
+        var rng = RandomStream(seed: context.seed, purpose: .initialization)
         let dims = [g] + h.dims
         let s = store
         func mlp(_ name: String, _ w: [Int], lastLinear: Bool) -> [Linear] {
@@ -162,10 +123,10 @@ public final class SCNAME: Model {
         let last = h.dims[0]
         zinbHead = Linear(s, "zinb_heads", inputs: last, outputs: 3 * g, initializer: .xavierUniform(), rng: &rng)
         maskHead = Linear(s, "mask_head", inputs: last, outputs: g, initializer: .xavierUniform(), rng: &rng)
-        let cap = h.clusters > 0 ? h.clusters : h.maxClusters
+        let cap = context.clusters ?? context.maxClusters
         centres = s.add("cluster_centres", rows: cap, cols: h.dims.last!, .zeros, rng: &rng)
         state = s.addBuffer("scname_state", rows: 1, cols: 2, fill: 0)
-        state.value.pointer[1] = Float(h.clusters)
+        state.value.pointer[1] = Float(context.clusters ?? 0)
         let d = h.dims.last!
         bank = try MemoryBank(initial: Tensor(rows: xLog.rows, cols: d), normalize: false, comm: comm)
         bankUnit = Tensor(rows: xLog.rows, cols: d)
@@ -336,16 +297,15 @@ public final class SCNAME: Model {
 
     /// Collective: K (given or estimated on the bank) and the centres by k-means++ on the bank.
     public func initialiseCentres() throws {
-        let h = hyperparameters
         let bv = bank.embeddings
         let pts = PointShard(values: bv.scalars, count: bv.rows, dim: bv.cols)
-        var kk = h.clusters
+        var kk = context.clusters ?? 0
         if kk <= 0 {
-            let est = try EstimateClusterCount.silhouette(pts, range: 2...max(2, h.maxClusters), seed: h.seed, comm: comm)
+            let est = try EstimateClusterCount.silhouette(pts, range: 2...max(2, context.maxClusters), seed: context.seed, comm: comm)
             estimatedK = est
             kk = est.best
         }
-        let km = try KMeans(k: kk, restarts: 10, seed: h.seed).fit(pts, comm: comm)
+        let km = try KMeans(k: kk, restarts: 10, seed: context.seed).fit(pts, comm: comm)
         let c = centres.value
         c.fill(0)
         for e in 0..<(kk * embeddingDim) { c.pointer[e] = km.centres[e] }
@@ -415,8 +375,17 @@ public final class SCNAME: Model {
         return out
     }
 
-    public func clusterAssignment(comm: Communicator) throws -> [Int32] {
+    public func clusterAssignment(comm: Communicator) throws -> (labels: [Int32], clusters: Int)? {
         if !centresReady { try initialiseCentres() }
-        return assign(try embedding(comm: comm))
+        return (assign(try embedding(comm: comm)), k)
+    }
+
+    public var pretrainedAssignment: [Int32]? { initialLabels.isEmpty ? nil : initialLabels }
+
+    public var report: [(String, ReportValue)] {
+        var r: [(String, ReportValue)] = [("clusters", .integer(k))]
+        if let e = estimatedK { r.append(("estimated_clusters", .integer(e.best))) }
+        if !lastLabelChange.isNaN { r.append(("last_label_change", .number(lastLabelChange))) }
+        return r
     }
 }

@@ -1,0 +1,42 @@
+import Settings
+
+/// scNAME's hyperparameters (MODELS.md §2). Reference values (aster-ww/scNAME) are in each help
+/// line; the defaults differ only in the schedule (configs/scname-reference.yaml restores it).
+public struct SCNAMEHyperparameters: ModelHyperparameters, Equatable {
+    @Setting("Mask probability p_m of the VIME corruption (reference 0.3).", min: 0, max: 1)
+    public var maskProbability: Float = 0.3
+    @Setting("Positives per cell in the neighbourhood loss (reference 10).", min: 1)
+    public var neighbours = 10
+    @Setting("Temperature of the neighbourhood loss (reference 0.7).", min: 1e-6)
+    public var temperature: Float = 0.7
+    @Setting("Encoder widths after the input (reference [256, 64, 32]).")
+    public var dims = [256, 64, 32]
+    @Setting("Weight α of the mask loss (reference 1.0).", min: 0)
+    public var alpha: Float = 1.0
+    @Setting("Weight β of the neighbourhood loss (reference 0.1).", min: 0)
+    public var beta: Float = 0.1
+    @Setting("Weight γ of the soft k-means loss (reference 0.1).", min: 0)
+    public var gamma: Float = 0.1
+    @Setting("Ridge on π in the ZINB loss (reference 1.0).", min: 0)
+    public var ridge: Float = 1.0
+    @Setting("Pretraining epochs (reference 500).", min: 0)
+    public var pretrainEpochs = 40
+    @Setting("Maximum fine-tuning epochs (reference 1000).", min: 0)
+    public var epochs = 40
+    @Setting("Fine-tuning epochs between label-change checks (reference 50).", min: 1)
+    public var updateEpoch = 5
+    @Setting("Stop when fewer than this fraction of labels changed between checks (reference 0.001).", min: 0, max: 1)
+    public var tolerance: Double = 0.001
+    @Setting("One encoder for the clean and corrupted branches (paper figure) or two (reference code: false).")
+    public var sharedEncoder = true
+    @Setting("Learning rate during fine-tuning, as a multiple of trainer.lr (reference 1: the same).", min: 0)
+    public var finetuneLrScale: Float = 1
+    public init() {}
+
+    public func validate() throws {
+        if dims.isEmpty || dims.contains(where: { $0 < 1 }) {
+            throw SettingsError(key: "model.dims", "needs one or more positive widths, got [\(dims.map(String.init).joined(separator: ", "))]")
+        }
+        if pretrainEpochs + epochs < 1 { throw SettingsError(key: "model.epochs", "pretrain_epochs + epochs must be ≥ 1") }
+    }
+}

@@ -1,0 +1,109 @@
+// `cluster`: read → preprocess → train the model (data-parallel) → cluster → write the .h5ad.
+import CellData
+import Clustering
+import Collectives
+import Foundation
+import Models
+import TensorCore
+import Training
+
+/// What a `cluster` run produced.
+public struct ClusterResult: Sendable {
+    /// False when a stop signal ended training (a checkpoint was written; nothing else was).
+    public var completed: Bool
+    public var clusters: Int
+    public var epochs: Int
+    public var seconds: Double
+    public var scores: Scores?
+    /// Scores of the k-means clustering right after pretraining (single models with a head).
+    public var pretrainedScores: Scores?
+    public var report: [(String, ReportValue)]
+    public var output: String?
+    /// This rank's clusters and embedding (shard order).
+    public var assignment: [Int32]
+    public var embedding: Tensor
+}
+
+public enum ClusterRun {
+    /// Collective. Runs the whole `cluster` pipeline of `spec`.
+    public static func run(_ spec: ClusterSpec, comm: Communicator) throws -> ClusterResult {
+        if let out = spec.output.path {
+            try OutputCheck.verify(output: out, input: spec.data.input, overwriteInput: spec.output.overwriteInput, comm: comm)
+        }
+        let t0 = Communicator.time()
+        let data = try Dataset.load(spec.data, preprocess: spec.preprocess, comm: comm)
+        log.info("\(spec.data.input): \(data.cells) cells × \(data.genes) genes on \(comm.size) rank(s)")
+        let entry = try spec.model.entry
+        let runSpec = RunSpecs.yaml(spec)
+        let members = spec.clustering.ensemble
+        // Only the first member's model and trainer are kept (its K, epochs and own assignment);
+        // the others are released after their embedding is taken.
+        var first: (model: any Model, trainer: Trainer)?
+        var embeddings: [Tensor] = []
+        for member in 0..<members {
+            let seed = spec.seed &+ UInt64(member)
+            let context = ModelContext(seed: seed, clusters: spec.clustering.clusters.count, maxClusters: spec.clustering.maxClusters)
+            let model = try entry.make(input: data, hyperparameters: spec.model.hyperparameters, context: context, comm: comm)
+            var config = spec.trainer
+            if members > 1, let dir = config.checkpointDir { config.checkpointDir = "\(dir)/member-\(member)" }
+            if members > 1 { log.info("ensemble member \(member + 1) of \(members), seed \(seed)") }
+            let (trainer, outcome) = try train(model, config: config, seed: seed, runSpec: runSpec, data: data, comm: comm)
+            if case .stopped = outcome {
+                return ClusterResult(completed: false, clusters: 0, epochs: trainer.epoch, seconds: Communicator.time() - t0,
+                                     scores: nil, pretrainedScores: nil, report: [], output: nil, assignment: [],
+                                     embedding: Tensor(rows: 0, cols: 0))
+            }
+            embeddings.append(try model.embedding(comm: comm))
+            if first == nil { first = (model, trainer) }
+        }
+        let (model, trainer) = first!
+        let z = members == 1 ? embeddings[0] : try EnsembleEmbedding.concatenate(embeddings, comm: comm)
+        var k = spec.clustering.clusters.count
+        var pred: [Int32]
+        if members == 1, let own = try model.clusterAssignment(comm: comm) {
+            (pred, k) = (own.labels, own.clusters)
+        } else {
+            let points = PointShard(values: z.scalars, count: z.rows, dim: z.cols)
+            let kk: Int
+            if let given = k { kk = given } else {
+                let est = try EstimateClusterCount.silhouette(points, range: 2...max(2, spec.clustering.maxClusters), seed: spec.seed, comm: comm)
+                log.info("estimated K = \(est.best) (silhouette on the embedding)")
+                kk = est.best
+            }
+            pred = try KMeans(k: kk, restarts: spec.clustering.restarts, seed: spec.seed).fit(points, comm: comm).labels
+            k = kk
+        }
+        let seconds = Communicator.time() - t0
+        var scores: Scores? = nil, pretrained: Scores? = nil
+        if let labels = data.labels {
+            scores = try Scores.compute(truth: labels, pred: pred, comm: comm)
+            // Collective: every rank has the pretrained assignment or none does (the same model, same schedule).
+            if members == 1, let initial = model.pretrainedAssignment, initial.count == labels.count {
+                pretrained = try Scores.compute(truth: labels, pred: initial, comm: comm)
+            }
+        }
+        var result = ClusterResult(completed: true, clusters: k ?? 0, epochs: trainer.epoch, seconds: seconds, scores: scores,
+                                   pretrainedScores: pretrained, report: model.report, output: nil, assignment: pred, embedding: z)
+        if let out = spec.output.path {
+            var req = WriteRequest(shard: data.shard)
+            req.clusters = pred
+            req.embedding = z.scalars
+            req.embeddingDim = z.cols
+            var metrics: [(String, UnsValue)] = [("clusters", .integer(Int64(result.clusters))),
+                                                 ("epochs_run", .integer(Int64(trainer.epoch))), ("seconds", .number(seconds))]
+            metrics += model.report.filter { $0.0 != "clusters" }.map { ($0.0, $0.1.uns) }
+            if let s = scores { metrics += [("ari", .number(s.ari)), ("nmi", .number(s.nmi)), ("acc", .number(s.acc))] }
+            req.uns = [("version", .string(SyncytiumInfo.version)), ("model", .string(entry.name)), ("spec", RunSpecs.uns(spec)),
+                       ("spec_yaml", .string(runSpec)), ("metrics", .dict(metrics)), ("ranks", .integer(Int64(comm.size)))]
+            try CellWriter.write(out, req, comm: comm)
+            log.info("wrote \(out)")
+            result.output = out
+        }
+        return result
+    }
+}
+
+/// The product's version, for outputs.
+public enum SyncytiumInfo {
+    public static let version = "0.2.0"
+}

@@ -1,0 +1,108 @@
+// What the runs share: the output-path checks made before any work, scores against labels, and the
+// model/trainer construction from a spec.
+import CellData
+import Clustering
+import Collectives
+import Foundation
+import Logging
+import Models
+import Training
+
+let log = Logger(label: "syncytium")
+
+/// Checks made before any work: the output's folder exists and is writable, and the output is not
+/// the input file (same device and inode) unless overwriting it was asked for.
+public enum OutputCheck {
+    /// Collective; throws the same one-line error on every rank.
+    public static func verify(output: String, input: String, overwriteInput: Bool, comm: Communicator) throws {
+        try agreeing(comm) {
+            guard comm.rank == 0 else { return }
+            let url = URL(fileURLWithPath: output)
+            let dir = url.deletingLastPathComponent().path
+            var st = stat()
+            guard stat(dir, &st) == 0 else {
+                throw CellDataError("\(output): the output folder \(dir) does not exist")
+            }
+            guard (st.st_mode & S_IFMT) == S_IFDIR else { throw CellDataError("\(output): \(dir) is not a folder") }
+            var vfs = statvfs()
+            if statvfs(dir, &vfs) == 0 && (vfs.f_flag & UInt(ST_RDONLY)) != 0 {
+                throw CellDataError("\(output): read-only file system (\(dir)); write the output elsewhere")
+            }
+            if access(dir, W_OK) != 0 {
+                throw CellDataError("\(output): permission denied: cannot create files in \(dir)")
+            }
+            var a = stat(), b = stat()
+            if stat(input, &a) == 0 && stat(output, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino && !overwriteInput {
+                throw CellDataError("\(output): is the input file; refusing to replace it (write elsewhere, or pass --overwrite-input to replace it once the result is complete)")
+            }
+            if stat(output, &b) == 0 && (b.st_mode & S_IFMT) == S_IFDIR { throw CellDataError("\(output): is a folder") }
+        }
+    }
+}
+
+/// ARI, NMI and ACC of clusterings against reference labels (labels < 0 ignored).
+public struct Scores: Sendable, Codable, Equatable {
+    public var ari: Double
+    public var nmi: Double
+    public var acc: Double
+
+    /// Collective. Gathers labels and predictions (O(N) on every rank: the metrics need the
+    /// contingency table of all cells; 8 bytes per cell).
+    public static func compute(truth: [Int32], pred: [Int32], comm: Communicator) throws -> Scores {
+        let t = try comm.allgatherv(truth.map(Int64.init)).values
+        let p = try comm.allgatherv(pred.map(Int64.init)).values
+        let keep = t.indices.filter { t[$0] >= 0 && p[$0] >= 0 }
+        let tt = keep.map { Int(t[$0]) }, pp = keep.map { Int(p[$0]) }
+        return Scores(ari: ClusterMetrics.adjustedRandIndex(tt, pp), nmi: ClusterMetrics.normalizedMutualInformation(tt, pp),
+                      acc: ClusterMetrics.accuracy(tt, pp))
+    }
+
+    public var line: String { String(format: "ARI %.4f  NMI %.4f  ACC %.4f", ari, nmi, acc) }
+}
+
+extension ReportValue {
+    var uns: UnsValue {
+        switch self {
+        case .integer(let i): return .integer(Int64(i))
+        case .number(let x): return .number(x)
+        case .text(let s): return .string(s)
+        }
+    }
+}
+
+/// Trains `model` with `config`; resumes from its checkpoint folder when `config.resume` is auto.
+func train(_ model: any Model, config: TrainerConfig, seed: UInt64, runSpec: String, data: Dataset,
+           comm: Communicator) throws -> (trainer: Trainer, outcome: TrainingOutcome) {
+    let plan = TrainingPlan(epochs: model.totalEpochs, seed: seed, learningRateChange: model.learningRateChange, runSpec: runSpec)
+    let trainer = try Trainer(task: model, config: config, plan: plan, cellIds: data.cellIds, idSpace: data.cells, comm: comm)
+    if config.resume == .auto, let ck = try trainer.resumeIfPossible() {
+        log.info("resumed from \(ck.path) at epoch \(trainer.epoch + 1), step \(trainer.stepInEpoch + 1)")
+    }
+    let outcome = try trainer.run()
+    if case .stopped(let ck) = outcome { log.info("stopped by signal after checkpoint \(ck)") }
+    return (trainer, outcome)
+}
+
+/// Runs a command's work on every rank. An error every rank has (from `agreeing`) ends the job
+/// cleanly with exit code 1 and rank 0's one-line message; any other error aborts the whole job
+/// with the failing rank's message (no rank is left waiting in a collective).
+public func runDataCommand(_ comm: Communicator, _ body: () throws -> Void) {
+    do { try body() } catch let e as CellDataError where e.agreedByAllRanks {
+        if comm.rank == 0 { writeStderr("error: \(e.message)\n") }
+        comm.finalize()
+        exit(1)
+    } catch { comm.abort("\(error)") }
+}
+
+/// Serves allocations below 256 MiB from the heap and keeps freed memory there: the per-step
+/// batch arrays (a few hundred KiB each) would otherwise be mmapped and zero-faulted every step.
+public func keepAllocationsOnHeap() {
+    #if os(Linux)
+    _ = glibcMallopt(-3, 256 << 20)   // M_MMAP_THRESHOLD (malloc.h is not in the Glibc module)
+    _ = glibcMallopt(-1, 512 << 20)   // M_TRIM_THRESHOLD
+    #endif
+}
+
+#if os(Linux)
+@_silgen_name("mallopt") func glibcMallopt(_ param: Int32, _ value: Int32) -> Int32
+#endif
