@@ -52,13 +52,13 @@ let package = Package(
         .target(name: "Autograd", dependencies: ["TensorCore"], swiftSettings: swiftSettings),
         .target(name: "NN", dependencies: ["TensorCore", "Autograd"], swiftSettings: swiftSettings),
         .target(name: "HDF5IO", dependencies: ["CHDF5"], swiftSettings: swiftSettings),
-        .target(name: "CellData", dependencies: ["HDF5IO", "Collectives", "TensorCore", "Settings"], exclude: ["README.md"], swiftSettings: swiftSettings),
+        .target(name: "CellData", dependencies: [.product(name: "Logging", package: "swift-log"), "HDF5IO", "Collectives", "TensorCore", "Settings"], exclude: ["README.md"], swiftSettings: swiftSettings),
         .target(name: "Clustering", dependencies: ["Collectives", "TensorCore"], swiftSettings: swiftSettings),
-        .target(name: "Training", dependencies: ["Collectives", "TensorCore", "Autograd", "NN", "Settings"], swiftSettings: swiftSettings),
-        .target(name: "Models", dependencies: ["Collectives", "TensorCore", "Autograd", "NN", "CellData", "Training",
+        .target(name: "Training", dependencies: [.product(name: "Logging", package: "swift-log"), "Collectives", "TensorCore", "Autograd", "NN", "Settings"], swiftSettings: swiftSettings),
+        .target(name: "Models", dependencies: [.product(name: "Logging", package: "swift-log"), "Collectives", "TensorCore", "Autograd", "NN", "CellData", "Training",
                                                "Neighbors", "Clustering", "Settings"], swiftSettings: swiftSettings),
         // End-to-end runs (cluster, train, knn, preprocess) as functions of (spec, communicator).
-        .target(name: "Pipelines", dependencies: ["Collectives", "TensorCore", "CellData", "Clustering", "Neighbors",
+        .target(name: "Pipelines", dependencies: [.product(name: "Logging", package: "swift-log"), "Collectives", "TensorCore", "CellData", "Clustering", "Neighbors",
                                                   "Training", "Models", "Settings"], swiftSettings: swiftSettings),
         .target(name: "Neighbors", dependencies: ["Collectives", "TensorCore", "Clustering"], swiftSettings: swiftSettings),
 

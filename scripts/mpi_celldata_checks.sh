@@ -27,6 +27,9 @@ passed=0; failed=0
 ok()   { passed=$((passed + 1)); echo "PASS $*"; }
 bad()  { failed=$((failed + 1)); echo "FAIL $*"; }
 run()  { local n=$1; shift; timeout "$TIMEOUT" "${MPIRUN[@]}" -np "$n" "$BIN" "$@"; }
+# The same output name in a folder per rank count (uns['syncytium'] records the output path, so
+# byte-identical outputs need the same relative path): rundir N OUT-FOLDER syncytium-args…
+rundir() { local n=$1 d=$2; shift 2; mkdir -p "$d"; (cd "$d" && run "$n" "$@"); }
 
 if [ ! -x "$BIN" ]; then echo "no syncytium binary at $BIN"; echo "celldata-mpi: 0 passed, 1 failed"; exit 1; fi
 if ! "$VENV/bin/python" -c "import anndata, h5py" 2>/dev/null; then
@@ -42,8 +45,8 @@ for f in "$DATA"/*.h5ad "$DATA"/*.h5; do
     case "$name" in *.h5ad) extra=(--clusters-from cell_type) ;; esac
     sums=()
     for n in 1 2 3; do
-        out="$WORK/${name%.*}.np$n.h5ad"
-        if run "$n" preprocess "$f" "$out" "${extra[@]}" >/dev/null 2>"$WORK/err"; then
+        out="$WORK/np$n/${name%.*}.h5ad"
+        if rundir "$n" "$WORK/np$n" preprocess "$f" "${name%.*}.h5ad" "${extra[@]}" >/dev/null 2>"$WORK/err"; then
             sums+=("$(md5sum < "$out" | cut -d' ' -f1)")
         else
             bad "preprocess $name on $n rank(s): $(head -1 "$WORK/err")"; sums+=("missing-$n")
@@ -56,7 +59,7 @@ for f in "$DATA"/*.h5ad "$DATA"/*.h5; do
     fi
     if [ -e "$WORK/${name%.*}.np3.h5ad" ]; then
         if [ "${name##*.}" = "h5ad" ]; then
-            if "${PY[@]}" check "$f" "$WORK/${name%.*}.np3.h5ad" > "$WORK/py" 2>&1; then ok "anndata reads $name output"
+            if "${PY[@]}" check "$f" "$WORK/np3/${name%.*}.h5ad" > "$WORK/py" 2>&1; then ok "anndata reads $name output"
             else bad "anndata check of $name output: $(tail -1 "$WORK/py")"; fi
         else
             cells=$(run 1 inspect "$f" --json 2>/dev/null | grep '"cells"' | tr -dc '0-9')
@@ -70,9 +73,9 @@ done
 # 2. Permuted shards: still identical across rank counts.
 f="$DATA/pbmc_10x_4k_top2000.h5ad"
 if [ -e "$f" ]; then
-    run 1 preprocess "$f" "$WORK/perm1.h5ad" --permute-seed 7 >/dev/null 2>&1
-    run 3 preprocess "$f" "$WORK/perm3.h5ad" --permute-seed 7 >/dev/null 2>&1
-    if [ -e "$WORK/perm1.h5ad" ] && cmp -s "$WORK/perm1.h5ad" "$WORK/perm3.h5ad"; then
+    rundir 1 "$WORK/np1" preprocess "$f" perm.h5ad --permute-seed 7 >/dev/null 2>&1
+    rundir 3 "$WORK/np3" preprocess "$f" perm.h5ad --permute-seed 7 >/dev/null 2>&1
+    if [ -e "$WORK/np1/perm.h5ad" ] && cmp -s "$WORK/np1/perm.h5ad" "$WORK/np3/perm.h5ad"; then
         ok "preprocess --permute-seed: byte-identical on 1 and 3 ranks"
     else bad "preprocess --permute-seed: outputs differ or missing"; fi
 fi
@@ -138,10 +141,10 @@ expect shape_mismatch.h5ad "shape mismatch"
 expect string_values.h5ad "not numbers"
 expect good.h5ad "missing obs key" --clusters-from donor
 # CSC input (distributed transpose): identical output on 1 and 3 ranks, same embedding as from CSR.
-for n in 1 3; do run "$n" preprocess "$WORK/bad/layout_csc.h5ad" "$WORK/csc$n.h5ad" --top-genes 20 >/dev/null 2>"$WORK/err"; done
+for n in 1 3; do rundir "$n" "$WORK/np$n" preprocess "$WORK/bad/layout_csc.h5ad" csc.h5ad --top-genes 20 >/dev/null 2>"$WORK/err"; done
 run 1 preprocess "$WORK/bad/layout_csr.h5ad" "$WORK/csr1.h5ad" --top-genes 20 >/dev/null 2>&1
-if [ -e "$WORK/csc1.h5ad" ] && cmp -s "$WORK/csc1.h5ad" "$WORK/csc3.h5ad" \
-    && "${PY[@]}" close "$WORK/csr1.h5ad" "$WORK/csc3.h5ad" 0 > "$WORK/py" 2>&1; then
+if [ -e "$WORK/np1/csc.h5ad" ] && cmp -s "$WORK/np1/csc.h5ad" "$WORK/np3/csc.h5ad" \
+    && "${PY[@]}" close "$WORK/csr1.h5ad" "$WORK/np3/csc.h5ad" 0 > "$WORK/py" 2>&1; then
     ok "CSC input: byte-identical on 1 and 3 ranks, same X_syncytium as the CSR copy"
 else bad "CSC input: $(head -1 "$WORK/err") $(tail -1 "$WORK/py" 2>/dev/null)"; fi
 # Every rank (not just the one that found the problem) exits non-zero.

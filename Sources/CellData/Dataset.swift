@@ -1,5 +1,6 @@
 // What every model trains on: this rank's cells after the standard preprocessing, with the raw
 // counts, size factors and global per-gene moments computed once here and handed to the model.
+import Logging
 import Collectives
 import Settings
 import TensorCore
@@ -82,8 +83,8 @@ public struct Dataset: Sendable {
         ro.permutationSeed = permutationSeed
         var s = try CellReader.read(path, comm: comm, options: ro)
         let removed = try Preprocess.filterCells(&s, minCounts: max(options.minCounts, 1), minGenes: options.minGenes, comm: comm)
-        if removed > 0 && comm.rank == 0 {
-            writeStderr("warning: \(path): removed \(removed) cell(s) with fewer than \(Int(max(options.minCounts, 1))) counts or \(options.minGenes) genes\n")
+        if removed > 0 {
+            Logger(label: "syncytium.data").warning("\(path): removed \(removed) cell(s) with fewer than \(Int(max(options.minCounts, 1))) counts or \(options.minGenes) genes")
         }
         if options.minCells > 0 { try Preprocess.filterGenes(&s, minCells: options.minCells, comm: comm) }
         var norm = s

@@ -134,8 +134,15 @@ public enum CellWriter {
         // Phase A: all ranks, MPI-IO, collective writes of the numeric datasets. On failure the
         // temporary file is removed so no partial output is left behind.
         do { try phaseA() } catch {
+            // Every rank is here (the phase's error is agreed): say in plain words what the file
+            // system refused, before the partial file is removed and frees its space.
+            let plain = comm.rank == 0 ? FileSystemCheck.diagnose(folderOf: path) ?? "" : ""
             if comm.rank == 0 { unlink(tmp) }
-            throw error
+            let said = String(decoding: try comm.broadcast(array: Array(plain.utf8), root: 0), as: UTF8.self)
+            guard !said.isEmpty else { throw error }
+            var e = CellDataError("\(path): \(said) — \(error)")
+            e.agreedByAllRanks = true
+            throw e
         }
         func phaseA() throws { try agreeing(comm) {
             let f: H5File
@@ -191,7 +198,9 @@ public enum CellWriter {
                 try finish(tmp, s, gathered: gathered, hasClusters: hasClusters, nClusters: nClusters, dim: dim,
                            hasGraph: hasGraph, uns: req.uns, includeX: req.includeX)
             } catch {
+                let plain = FileSystemCheck.diagnose(folderOf: path)
                 unlink(tmp)
+                if let plain { throw CellDataError("\(path): \(plain) — \(error)") }
                 throw CellDataError(file: path, object: "output", problem: "writing failed (\(error))",
                                     fix: "check free space and permissions")
             }
@@ -201,7 +210,7 @@ public enum CellWriter {
             guard comm.rank == 0 else { return }
             if rename(tmp, path) != 0 {
                 unlink(tmp)
-                throw CellDataError(file: path, object: "output", problem: "cannot rename \(tmp) into place (errno \(errno))",
+                throw CellDataError(file: path, object: "output", problem: "cannot rename \(tmp) into place (\(String(cString: strerror(errno))))",
                                     fix: "check the directory's permissions")
             }
         }
@@ -387,5 +396,23 @@ struct SparsePlan {
         try g.createDataset("data", of: Float.self, shape: [Int(nnz)], chunk: chunk, gzip: gzip).write(values, runs: entryRuns)
         try g.createDataset("indices", of: Int32.self, shape: [Int(nnz)], chunk: chunk, gzip: gzip).write(colIdx, runs: entryRuns)
         try g.createDataset("indptr", of: Int64.self, shape: [nObs + 1]).write(indptr, runs: indptrRuns)
+    }
+}
+
+/// What the file system refuses, in plain words, for error messages.
+public enum FileSystemCheck {
+    /// Why files cannot be written in the folder of `path` (full, read-only, not writable), or nil.
+    public static func diagnose(folderOf path: String) -> String? {
+        let slash = path.lastIndex(of: "/")
+        let dir = slash.map { String(path[..<$0]) }.map { $0.isEmpty ? "/" : $0 } ?? "."
+        var vfs = statvfs()
+        if statvfs(dir, &vfs) == 0 {
+            if (vfs.f_flag & UInt(ST_RDONLY)) != 0 { return "read-only file system (\(dir))" }
+            let free = Double(vfs.f_bavail) * Double(vfs.f_frsize)
+            // A failed write that leaves less than 64 KiB free ran out of space.
+            if free < 65_536 { return "no space left on device (\(Int(free / 1024)) KiB free in \(dir))" }
+        }
+        if access(dir, W_OK) != 0 { return "permission denied (cannot create files in \(dir))" }
+        return nil
     }
 }

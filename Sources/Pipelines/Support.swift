@@ -24,12 +24,8 @@ public enum OutputCheck {
                 throw CellDataError("\(output): the output folder \(dir) does not exist")
             }
             guard (st.st_mode & S_IFMT) == S_IFDIR else { throw CellDataError("\(output): \(dir) is not a folder") }
-            var vfs = statvfs()
-            if statvfs(dir, &vfs) == 0 && (vfs.f_flag & UInt(ST_RDONLY)) != 0 {
-                throw CellDataError("\(output): read-only file system (\(dir)); write the output elsewhere")
-            }
-            if access(dir, W_OK) != 0 {
-                throw CellDataError("\(output): permission denied: cannot create files in \(dir)")
+            if let problem = FileSystemCheck.diagnose(folderOf: url.path) {
+                throw CellDataError("\(output): \(problem); write the output elsewhere")
             }
             var a = stat(), b = stat()
             if stat(input, &a) == 0 && stat(output, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino && !overwriteInput {

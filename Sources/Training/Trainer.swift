@@ -1,6 +1,7 @@
 import Autograd
 import Collectives
 import Foundation
+import Logging
 import NN
 import TensorCore
 
@@ -143,8 +144,8 @@ public final class Trainer {
         try task.store.load(serialized: Checkpoint.readBlob(ck, "parameters"))
         try optimizer.restore(state: Checkpoint.readBlob(ck, "optimizer"))
         epoch = meta.epoch; stepInEpoch = meta.stepInEpoch; globalStep = meta.globalStep
-        if meta.ranks != comm.size && comm.rank == 0 {
-            writeStderr("resuming from \(ck.lastPathComponent), written by \(meta.ranks) rank(s), on \(comm.size): per-cell state is re-sharded\n")
+        if meta.ranks != comm.size {
+            Logger(label: "syncytium.training").info("resuming from \(ck.lastPathComponent), written by \(meta.ranks) rank(s), on \(comm.size): per-cell state is re-sharded")
         }
         try task.restore(from: ck, meta: meta)
         resumedFrom = ck

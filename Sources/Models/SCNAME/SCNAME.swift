@@ -38,6 +38,7 @@ import Clustering
 import Collectives
 import CellData
 import Foundation
+import Logging
 import NN
 import Neighbors
 import TensorCore
@@ -325,9 +326,7 @@ public final class SCNAME: Model {
         try comm.allreduce(&changed, op: .sum)
         previousLabels = labels
         lastLabelChange = Double(changed[0]) / Double(max(changed[1], 1))
-        if comm.rank == 0 {
-            writeStderr("scname: epoch \(epoch + 1): \(String(format: "%.4f", lastLabelChange)) of labels changed\n")
-        }
+        Logger(label: "syncytium.scname").info("scname: epoch \(epoch + 1): \(String(format: "%.4f", lastLabelChange)) of labels changed")
         if lastLabelChange < h.tolerance { trainer.finishRequested = true }
     }
 
