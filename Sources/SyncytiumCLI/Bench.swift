@@ -1,6 +1,7 @@
 import ArgumentParser
 import Collectives
 import Foundation
+import TensorCore
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -55,15 +56,15 @@ struct BenchAllreduce: ParsableCommand {
             } ?? AllreduceBenchmark.defaultSizes
             let rows = try AllreduceBenchmark(comm: comm).run(sizes: sizeList, repsOverride: reps)
             guard comm.rank == 0 else { return }
-            let big = rows.filter { $0.bytes >= 1 << 20 }.map(\.ratioMedian)
-            let out = Output(
-                ranks: comm.size,
-                rows: rows.map {
-                    .init(bytes: $0.bytes, reps: $0.reps, oursMedianSeconds: $0.oursMedian,
-                          rawMedianSeconds: $0.rawMedian, oursGBps: $0.oursGBps, rawGBps: $0.rawGBps,
-                          ratioMedian: $0.ratioMedian)
-                },
-                maxRatioAtLeast1MiB: big.max())
+            let table = rows.map { r -> Output.Row in
+                let ours = median(r.ours), raw = median(r.raw)
+                // Algorithmic bandwidth: bytes / median time.
+                return .init(bytes: r.bytes, reps: r.reps, oursMedianSeconds: ours, rawMedianSeconds: raw,
+                             oursGBps: Double(r.bytes) / ours / 1e9, rawGBps: Double(r.bytes) / raw / 1e9,
+                             ratioMedian: median(r.ratios))
+            }
+            let big = table.filter { $0.bytes >= 1 << 20 }.map(\.ratioMedian)
+            let out = Output(ranks: comm.size, rows: table, maxRatioAtLeast1MiB: big.max())
             if json {
                 print(try jsonString(out))
             } else {

@@ -58,12 +58,6 @@ final class RawGemmRunner {
 
 @inline(__always) func benchNow() -> Double { Double(DispatchTime.now().uptimeNanoseconds) * 1e-9 }
 
-func benchMedian(_ xs: [Double]) -> Double {
-    guard !xs.isEmpty else { return .nan }
-    let s = xs.sorted()
-    return s.count % 2 == 1 ? s[s.count / 2] : 0.5 * (s[s.count / 2 - 1] + s[s.count / 2])
-}
-
 /// The autoencoder of `bench step --model mlp`.
 let mlpWidths = [2000, 1024, 128, 24, 128, 1024, 2000]
 
@@ -115,7 +109,7 @@ struct BenchGemm: ParsableCommand {
         var rows: [Row] = []
         var total = 0.0, flops = 0.0
         for (i, s) in shapes.enumerated() {
-            let med = benchMedian(times[i])
+            let med = median(times[i])
             rows.append(Row(shape: s.name, transA: s.transA, transB: s.transB, m: s.m, n: s.n, k: s.k,
                             medianSeconds: med, gflops: s.flops / med * 1e-9))
             total += med; flops += s.flops

@@ -88,7 +88,6 @@ struct BenchModel: ParsableCommand {
                 let t2 = Communicator.time()
                 stepT.append(t1 - t0); rawT.append(t2 - t1)
             }
-            func median(_ a: [Double]) -> Double { let s = a.sorted(); return s[s.count / 2] }
             let ms = median(stepT) * 1000, rawMs = median(rawT) * 1000
             let flops = shapes.reduce(0.0) { $0 + 2 * Double($1.0) * Double($1.1) * Double($1.2) }
             return "scname \(phase.rawValue): \(comm.size) rank(s), global batch \(batch) (≈\(b) local), \(g) genes, \(data.cells) cells, "

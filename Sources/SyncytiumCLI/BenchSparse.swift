@@ -59,7 +59,7 @@ struct BenchSparse: ParsableCommand {
                 s = benchNow(); Linalg.gemm(xd, transA: true, dy, into: dw); let e = benchNow() - s
                 if rep > 0 { t[0].append(a); t[1].append(b); t[2].append(c); t[3].append(e) }
             }
-            let m = t.map(benchMedian)
+            let m = t.map(median)
             rows.append(Row(density: d, sparseForwardMs: m[0] * 1e3, denseForwardMs: m[1] * 1e3,
                             sparseWeightGradMs: m[2] * 1e3, denseWeightGradMs: m[3] * 1e3,
                             forwardRatio: m[0] / m[1], weightGradRatio: m[2] / m[3]))

@@ -155,15 +155,15 @@ struct BenchStep: ParsableCommand {
             rawTimes.append(raw.runAll())
         }
         let memEnd = processMemory()
-        let sMed = benchMedian(stepTimes), rMed = benchMedian(rawTimes)
+        let sMed = median(stepTimes), rMed = median(rawTimes)
         let mib = 1.0 / Double(1 << 20)
         let out = Output(
             model: model.rawValue, inputDensity: density, batch: batch, steps: steps, blasThreads: BLASLibrary.threads,
             blasCore: BLASLibrary.coreName, parameters: store.parameterCount,
             stepMedianMs: sMed * 1e3,
-            forwardMedianMs: model == .mlp ? benchMedian(fT) * 1e3 : nil,
-            backwardMedianMs: model == .mlp ? benchMedian(bT) * 1e3 : nil,
-            optimizerMedianMs: model == .mlp ? benchMedian(oT) * 1e3 : nil,
+            forwardMedianMs: model == .mlp ? median(fT) * 1e3 : nil,
+            backwardMedianMs: model == .mlp ? median(bT) * 1e3 : nil,
+            optimizerMedianMs: model == .mlp ? median(oT) * 1e3 : nil,
             rawGemmMedianMs: rMed * 1e3, ratio: sMed / rMed,
             cellsPerSecond: Double(batch) / sMed, rawGemmCellsPerSecond: Double(batch) / rMed,
             peakRSSAfterWarmupMiB: Double(memWarm.peak) * mib, peakRSSEndMiB: Double(memEnd.peak) * mib,
