@@ -72,7 +72,7 @@ let package = Package(
         .testTarget(name: "NNTests", dependencies: ["TensorCore", "Autograd", "NN"], swiftSettings: swiftSettings),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Collectives", "TensorCore", "Autograd", "NN"], swiftSettings: swiftSettings),
         .testTarget(name: "NeighborsTests", dependencies: ["Neighbors", "Collectives", "TensorCore"], exclude: ["Fixtures"], swiftSettings: swiftSettings),
-        .testTarget(name: "ClusteringTests", dependencies: ["Clustering", "Collectives"], swiftSettings: swiftSettings),
+        .testTarget(name: "ClusteringTests", dependencies: ["Clustering", "Collectives", "TensorCore"], swiftSettings: swiftSettings),
         .testTarget(name: "CellDataTests", dependencies: ["HDF5IO", "CellData", "Collectives", "TensorCore"], exclude: ["Fixtures"], swiftSettings: swiftSettings),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "Training", "Collectives", "TensorCore", "Autograd", "NN", "Neighbors", "Clustering", "CellData"], swiftSettings: swiftSettings),
     ]

@@ -33,8 +33,8 @@ extension Preprocess {
         total = try comm.allreduce(value: total, op: .sum) / Double(Swift.max(nObs - 1, 1))
 
         // Start block Q (nVars × l), the same on every rank.
-        var rng = SimRNG(seed: seed &+ 0x5EED)
-        var q = (0..<(nVars * l)).map { _ in Float(rng.normal()) }
+        var rng = RandomStream(seed: seed, purpose: .custom("pca"))
+        var q = (0..<(nVars * l)).map { _ in rng.normal() }
         orthonormalizeColumns(&q, rows: nVars, cols: l)
         var y = [Float](repeating: 0, count: Swift.max(localRows * l, 1))
         var z = [Float](repeating: 0, count: nVars * l)

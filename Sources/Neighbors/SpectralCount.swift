@@ -25,13 +25,10 @@ public enum SpectralClusterCount {
         let halo = try HaloPlan(needed: m.cols, layout: layout, comm: comm)
         let colSlot = m.cols.map { halo.index(of: $0)! }
         var v = [Float](repeating: 0, count: n * b)
+        let start = RandomStream(seed: seed, purpose: .custom("spectral-count"))
         for i in 0..<n {
-            var s = (seed ^ 0xA5A5_5A5A_C3C3_3C3C) &+ UInt64(first + i) &* 0x9E37_79B9_7F4A_7C15
-            for j in 0..<b {
-                s &+= 0x9E37_79B9_7F4A_7C15
-                var z = s; z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9; z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-                v[i * b + j] = Float(Double((z ^ (z >> 31)) >> 11) * 0x1.0p-53 - 0.5)
-            }
+            var rng = start.split(UInt64(first + i))  // row i's start values: a stream of its global id
+            for j in 0..<b { v[i * b + j] = Float(rng.uniformDouble() - 0.5) }
         }
         var w = [Float](repeating: 0, count: n * b)
         func apply() throws {  // w = ((M + I)/2) v

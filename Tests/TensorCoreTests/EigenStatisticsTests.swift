@@ -166,3 +166,12 @@ final class StatisticsTests: XCTestCase {
         }
     }
 }
+
+final class SplitMix64Tests: XCTestCase {
+    /// The first outputs of the reference splitmix64.c (Vigna, prng.di.unimi.it) from state 0.
+    func testMatchesTheReferenceSequence() {
+        var g = SplitMix64(seed: 0)
+        XCTAssertEqual([g.next(), g.next(), g.next()], [0xE220_A839_7B1D_CDAF, 0x6E78_9E6A_A1B9_65F4, 0x06C4_5D18_8009_454F])
+        XCTAssertEqual(SplitMix64.mix(0x9E37_79B9_7F4A_7C15), 0xE220_A839_7B1D_CDAF)
+    }
+}
