@@ -47,7 +47,7 @@ let package = Package(
         .target(name: "TensorCore", dependencies: ["COpenBLAS"], swiftSettings: swiftSettings),
         .target(name: "Autograd", dependencies: ["TensorCore"], swiftSettings: swiftSettings),
         .target(name: "NN", dependencies: ["TensorCore", "Autograd"], swiftSettings: swiftSettings),
-        .target(name: "HDF5IO", dependencies: ["CHDF5"], swiftSettings: swiftSettings),
+        .target(name: "HDF5IO", dependencies: ["CHDF5", "Collectives"], swiftSettings: swiftSettings),
         .target(name: "CellData", dependencies: ["HDF5IO", "Collectives", "TensorCore"], exclude: ["README.md"], swiftSettings: swiftSettings),
         .target(name: "Clustering", dependencies: ["Collectives", "TensorCore"], swiftSettings: swiftSettings),
         .target(name: "Training", dependencies: ["Collectives", "TensorCore", "Autograd", "NN"], swiftSettings: swiftSettings),

@@ -1,23 +1,29 @@
 import CHDF5
+import Collectives
 
-// Files: open or create, serial (POSIX driver) or through MPI-IO.
+// Files: open or create, serial (POSIX driver) or through MPI-IO on a communicator handed in by
+// the caller. The MPI handles come from Collectives (`Communicator.withMPIHandles`) and go
+// straight to the C shim: this module names no MPI type or call.
 
-/// An open HDF5 file, serial or through MPI-IO on MPI_COMM_WORLD.
+/// An open HDF5 file, serial or through MPI-IO on a communicator.
 public final class H5File: @unchecked Sendable {
     public let id: hid_t
     public let path: String
-    /// Opened with the MPI-IO driver (every rank of MPI_COMM_WORLD opened it together).
-    public let isParallel: Bool
+    /// The communicator whose ranks opened the file together with the MPI-IO driver, or nil for
+    /// a serial (POSIX driver) file.
+    public let communicator: Communicator?
+    /// Opened with the MPI-IO driver.
+    public var isParallel: Bool { communicator != nil }
     public let root: H5Group
     private var closed = false
 
-    private init(id: hid_t, path: String, parallel: Bool) throws {
+    private init(id: hid_t, path: String, communicator: Communicator?) throws {
         self.id = id
         self.path = path
-        self.isParallel = parallel
+        self.communicator = communicator
         let g = try h5id(H5Gopen2(id, "/", ch5_p_default()), "open root group of \(path)")
         root = H5Group(id: g, path: "/", fileName: path, file: nil)
-        root.parallelFile = parallel
+        root.parallelFile = communicator != nil
     }
 
     deinit {
@@ -44,21 +50,19 @@ public final class H5File: @unchecked Sendable {
         return r > 0
     }
 
-    static func accessList(parallel: Bool) throws -> hid_t {
+    static func accessList(communicator: Communicator?) throws -> hid_t {
         HDF5Errors.silence()
         let fapl = try h5id(H5Pcreate(ch5_p_file_access()), "create file access list")
-        if parallel {
+        if let communicator {
             guard ch5_is_parallel() != 0 else {
                 H5Pclose(fapl)
                 throw HDF5Error(operation: "this HDF5 library has no MPI-IO support", stack: "")
             }
-            guard ch5_mpi_initialized() != 0 else {
-                H5Pclose(fapl)
-                throw HDF5Error(operation: "MPI-IO file access needs MPI initialised first (use Communicator.world)",
-                                stack: "")
-            }
+            // A Communicator exists only once MPI is initialised, so no check of that is needed here.
             do {
-                try h5(H5Pset_fapl_mpio(fapl, ch5_comm_world(), ch5_info_null()), "set MPI-IO file access")
+                try communicator.withMPIHandles { comm, info in
+                    try h5(ch5_set_fapl_mpio(fapl, comm, info), "set MPI-IO file access")
+                }
             } catch {
                 H5Pclose(fapl)
                 throw error
@@ -67,24 +71,30 @@ public final class H5File: @unchecked Sendable {
         return fapl
     }
 
-    /// Opens an existing file. With `parallel`, every rank of MPI_COMM_WORLD must call this together.
-    public static func open(_ path: String, writable: Bool = false, parallel: Bool = false) throws -> H5File {
-        let fapl = try accessList(parallel: parallel)
+    /// Opens an existing file.
+    ///
+    /// - Parameters:
+    ///   - writable: open read-write instead of read-only.
+    ///   - communicator: open through MPI-IO on this communicator; every one of its ranks must
+    ///     call this together (and later any collective operation on the file). nil: serial.
+    public static func open(_ path: String, writable: Bool = false, communicator: Communicator? = nil) throws -> H5File {
+        let fapl = try accessList(communicator: communicator)
         defer { H5Pclose(fapl) }
         let id = try h5id(H5Fopen(path, writable ? ch5_acc_rdwr() : ch5_acc_rdonly(), fapl), "open \(path)")
-        return try H5File(id: id, path: path, parallel: parallel)
+        return try H5File(id: id, path: path, communicator: communicator)
     }
 
-    /// Creates (truncates) a file. With `parallel`, every rank must call this together.
-    public static func create(_ path: String, parallel: Bool = false) throws -> H5File {
-        let fapl = try accessList(parallel: parallel)
+    /// Creates (truncates) a file; with a `communicator`, through MPI-IO, every one of its ranks
+    /// calling this together. nil: serial.
+    public static func create(_ path: String, communicator: Communicator? = nil) throws -> H5File {
+        let fapl = try accessList(communicator: communicator)
         defer { H5Pclose(fapl) }
         let fcpl = try h5id(H5Pcreate(ch5_p_file_create()), "create file creation list")
         defer { H5Pclose(fcpl) }
         // Track link creation order like h5py does so groups list in insertion order.
         _ = H5Pset_link_creation_order(fcpl, UInt32(H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED))
         let id = try h5id(H5Fcreate(path, ch5_acc_trunc(), fcpl, fapl), "create \(path)")
-        return try H5File(id: id, path: path, parallel: parallel)
+        return try H5File(id: id, path: path, communicator: communicator)
     }
 
     /// Flushes buffers to disk.
