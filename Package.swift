@@ -22,7 +22,14 @@ let targetCPU: String? = {
 let swiftSettings: [SwiftSetting] = targetCPU.map { [.unsafeFlags(["-target-cpu", $0])] } ?? []
 
 // Syncytium — distributed trainer for single-cell contrastive and graph clustering models.
-// Layering (bottom up): C shims → TensorCore/Collectives/HDF5IO → Autograd → NN → … → SyncytiumCLI.
+// Layering, bottom up (a module depends only on modules on earlier lines):
+//   C shims: CMPI, COpenBLAS, CHDF5
+//   TensorCore (the only importer of COpenBLAS), Collectives (the only importer of CMPI)
+//   HDF5IO (the only importer of CHDF5; MPI-IO on a communicator handed in from Collectives)
+//   Autograd → NN
+//   CellData (HDF5IO, Collectives, TensorCore)
+//   Clustering → Neighbors (Neighbors uses Clustering's k-means for its IVF quantiser)
+//   Training (Autograd, NN) → Models → SyncytiumCLI
 // Each C shim is imported by exactly one Swift module.
 
 let package = Package(
@@ -50,10 +57,10 @@ let package = Package(
         .target(name: "HDF5IO", dependencies: ["CHDF5", "Collectives"], swiftSettings: swiftSettings),
         .target(name: "CellData", dependencies: ["HDF5IO", "Collectives", "TensorCore"], exclude: ["README.md"], swiftSettings: swiftSettings),
         .target(name: "Clustering", dependencies: ["Collectives", "TensorCore"], swiftSettings: swiftSettings),
+        .target(name: "Neighbors", dependencies: ["Collectives", "TensorCore", "Clustering"], swiftSettings: swiftSettings),
         .target(name: "Training", dependencies: ["Collectives", "TensorCore", "Autograd", "NN"], swiftSettings: swiftSettings),
         .target(name: "Models", dependencies: ["Collectives", "TensorCore", "Autograd", "NN", "CellData", "Training",
                                                "Neighbors", "Clustering"], swiftSettings: swiftSettings),
-        .target(name: "Neighbors", dependencies: ["Collectives", "TensorCore", "Clustering"], swiftSettings: swiftSettings),
 
         .executableTarget(
             name: "SyncytiumCLI",
