@@ -22,8 +22,14 @@ let targetCPU: String? = {
 let swiftSettings: [SwiftSetting] = targetCPU.map { [.unsafeFlags(["-target-cpu", $0])] } ?? []
 
 // Syncytium — distributed trainer for single-cell contrastive and graph clustering models.
-// Layering (bottom up): C shims → TensorCore/Collectives/HDF5IO → Autograd → NN → … → SyncytiumCLI.
-// Each C shim is imported by exactly one Swift module.
+// Layering, bottom up (a module depends only on modules on earlier lines; the README's Layout table):
+//   C shims: CMPI, COpenBLAS, CHDF5 (each imported by exactly one Swift module)
+//   Collectives (the only importer of CMPI), Settings (Yams)
+//   TensorCore (the only importer of COpenBLAS) → Autograd → NN
+//   HDF5IO (the only importer of CHDF5; MPI-IO on a communicator handed in from Collectives) → CellData
+//   Clustering → Neighbors (Neighbors uses Clustering's k-means for its IVF quantiser)
+//   Training → Models (Registry + one folder per model) → Pipelines
+//   SyncytiumBench, TestSupport → SyncytiumCLI, MPIChecks, tests
 
 let package = Package(
     name: "Syncytium",
@@ -45,23 +51,28 @@ let package = Package(
         .systemLibrary(name: "CHDF5", path: "Sources/CHDF5", pkgConfig: "hdf5-openmpi",
                        providers: [.apt(["libhdf5-openmpi-dev"])]),
 
+        // MARK: - Libraries, bottom up (each depends only on those above it; README's Layout table).
         .target(name: "Collectives", dependencies: ["CMPI", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
         // Run settings: `@Setting` declarations, the YAML / command-line resolver (Yams).
         .target(name: "Settings", dependencies: ["Yams"], swiftSettings: swiftSettings),
         .target(name: "TensorCore", dependencies: ["COpenBLAS"], swiftSettings: swiftSettings),
         .target(name: "Autograd", dependencies: ["TensorCore"], swiftSettings: swiftSettings),
         .target(name: "NN", dependencies: ["TensorCore", "Autograd"], swiftSettings: swiftSettings),
-        .target(name: "HDF5IO", dependencies: ["CHDF5"], swiftSettings: swiftSettings),
-        .target(name: "CellData", dependencies: [.product(name: "Logging", package: "swift-log"), "HDF5IO", "Collectives", "TensorCore", "Settings"], exclude: ["README.md"], swiftSettings: swiftSettings),
+        .target(name: "HDF5IO", dependencies: ["CHDF5", "Collectives"], swiftSettings: swiftSettings),
+        .target(name: "CellData", dependencies: ["HDF5IO", "Collectives", "TensorCore", "Settings", .product(name: "Logging", package: "swift-log")],
+                exclude: ["README.md"], swiftSettings: swiftSettings),
         .target(name: "Clustering", dependencies: ["Collectives", "TensorCore"], swiftSettings: swiftSettings),
-        .target(name: "Training", dependencies: [.product(name: "Logging", package: "swift-log"), "Collectives", "TensorCore", "Autograd", "NN", "Settings"], swiftSettings: swiftSettings),
-        .target(name: "Models", dependencies: [.product(name: "Logging", package: "swift-log"), "Collectives", "TensorCore", "Autograd", "NN", "CellData", "Training",
-                                               "Neighbors", "Clustering", "Settings"], swiftSettings: swiftSettings),
-        // End-to-end runs (cluster, train, knn, preprocess) as functions of (spec, communicator).
-        .target(name: "Pipelines", dependencies: [.product(name: "Logging", package: "swift-log"), "Collectives", "TensorCore", "CellData", "Clustering", "Neighbors",
-                                                  "Training", "Models", "Settings"], swiftSettings: swiftSettings),
+        // Neighbors uses Clustering's k-means for its IVF quantiser.
         .target(name: "Neighbors", dependencies: ["Collectives", "TensorCore", "Clustering"], swiftSettings: swiftSettings),
+        .target(name: "Training", dependencies: ["Collectives", "TensorCore", "Autograd", "NN", "Settings", .product(name: "Logging", package: "swift-log")],
+                swiftSettings: swiftSettings),
+        .target(name: "Models", dependencies: ["Collectives", "TensorCore", "Autograd", "NN", "CellData", "Clustering", "Neighbors",
+                                               "Training", "Settings", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
+        // End-to-end runs (cluster, train, knn, preprocess, …) as functions of (spec, communicator).
+        .target(name: "Pipelines", dependencies: ["Collectives", "TensorCore", "CellData", "Clustering", "Neighbors",
+                                                  "Training", "Models", "Settings", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
 
+        // MARK: - Executables and what only they use
         // The `syncytium bench …` subcommands, outside the library modules.
         .target(name: "SyncytiumBench", dependencies: [
                 "Collectives", "TensorCore", "Autograd", "NN", "HDF5IO", "CellData", "Clustering", "Neighbors", "Training",
@@ -88,7 +99,7 @@ let package = Package(
         .testTarget(name: "NNTests", dependencies: ["TensorCore", "Autograd", "NN"], swiftSettings: swiftSettings),
         .testTarget(name: "TrainingTests", dependencies: ["TestSupport", "Training", "Collectives", "TensorCore", "Autograd", "NN"], swiftSettings: swiftSettings),
         .testTarget(name: "NeighborsTests", dependencies: ["Neighbors", "Collectives", "TensorCore"], exclude: ["Fixtures"], swiftSettings: swiftSettings),
-        .testTarget(name: "ClusteringTests", dependencies: ["Clustering", "Collectives"], swiftSettings: swiftSettings),
+        .testTarget(name: "ClusteringTests", dependencies: ["Clustering", "Collectives", "TensorCore"], swiftSettings: swiftSettings),
         .testTarget(name: "CellDataTests", dependencies: ["HDF5IO", "CellData", "Collectives", "TensorCore"], exclude: ["Fixtures"], swiftSettings: swiftSettings),
         .testTarget(name: "SyncytiumBenchTests", dependencies: ["SyncytiumBench", "Collectives"], swiftSettings: swiftSettings),
         .testTarget(name: "SettingsTests", dependencies: ["Settings"], swiftSettings: swiftSettings),

@@ -57,13 +57,15 @@ for f in "$DATA"/*.h5ad "$DATA"/*.h5; do
     else
         bad "preprocess $name: outputs differ across rank counts (${sums[*]})"
     fi
-    if [ -e "$WORK/${name%.*}.np3.h5ad" ]; then
+    if [ ! -e "$WORK/np3/${name%.*}.h5ad" ]; then
+        bad "anndata check of $name output: no output on 3 ranks"
+    else
         if [ "${name##*.}" = "h5ad" ]; then
             if "${PY[@]}" check "$f" "$WORK/np3/${name%.*}.h5ad" > "$WORK/py" 2>&1; then ok "anndata reads $name output"
             else bad "anndata check of $name output: $(tail -1 "$WORK/py")"; fi
         else
             cells=$(run 1 inspect "$f" --json 2>/dev/null | grep '"cells"' | tr -dc '0-9')
-            if "${PY[@]}" readable "$WORK/${name%.*}.np3.h5ad" "$cells" > "$WORK/py" 2>&1; then ok "anndata reads $name output"
+            if "${PY[@]}" readable "$WORK/np3/${name%.*}.h5ad" "$cells" > "$WORK/py" 2>&1; then ok "anndata reads $name output"
             else bad "anndata read of $name output: $(tail -1 "$WORK/py")"; fi
         fi
     fi

@@ -66,10 +66,14 @@ static inline size_t ch5_error_stack_text(char *buf, size_t cap) {
 }
 static inline void ch5_clear_errors(void) { H5Eclear2(H5E_DEFAULT); }
 
-/* MPI handles for H5Pset_fapl_mpio (hdf5.h includes mpi.h in the parallel build). */
-static inline MPI_Comm ch5_comm_world(void) { return MPI_COMM_WORLD; }
-static inline MPI_Info ch5_info_null(void) { return MPI_INFO_NULL; }
-static inline int ch5_mpi_initialized(void) { int f = 0; MPI_Initialized(&f); return f; }
+/* MPI-IO file access on a communicator handed in from Swift: `comm` and `info` are the addresses
+   of an MPI_Comm and an MPI_Info (Collectives' Communicator.withMPIHandles). This shim only casts
+   them; it names no MPI handle and calls no MPI function of its own (hdf5.h includes mpi.h in the
+   parallel build, for the types). H5Pset_fapl_mpio duplicates the communicator, so the addresses
+   need not outlive the call. */
+static inline herr_t ch5_set_fapl_mpio(hid_t fapl, const void *comm, const void *info) {
+    return H5Pset_fapl_mpio(fapl, *(const MPI_Comm *)comm, *(const MPI_Info *)info);
+}
 
 /* Object kind of a link target: 0 group, 1 dataset, 2 named datatype, -1 unknown/error. */
 static inline int ch5_object_kind(hid_t loc, const char *name) {

@@ -1,6 +1,7 @@
 // AnnData / 10x / legacy readers, preprocessing with global statistics, writer (issue 4).
 import Collectives
 import HDF5IO
+import TensorCore
 
 /// Bad input or a failed read/write: a one-line message naming the file, the object and what to do.
 public struct CellDataError: Error, CustomStringConvertible, Sendable {
@@ -208,23 +209,10 @@ public enum RowPartition {
         (0...parts).map { n * $0 / parts }
     }
 
-    /// A seeded permutation of 0..<n (SplitMix64 + Fisher–Yates; same on every platform).
+    /// A seeded permutation of 0..<n (Fisher–Yates on a TensorCore `RandomStream`: the same on
+    /// every rank and platform for the same seed).
     public static func permutation(_ n: Int, seed: UInt64) -> [Int64] {
-        var p = (0..<n).map { Int64($0) }
-        var state = seed &+ 0x9E37_79B9_7F4A_7C15
-        func next() -> UInt64 {
-            state = state &+ 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-        if n > 1 {
-            for i in stride(from: n - 1, to: 0, by: -1) {
-                let j = Int(next() % UInt64(i + 1))
-                p.swapAt(i, j)
-            }
-        }
-        return p
+        var rng = RandomStream(seed: seed, purpose: .custom("row-permutation"))
+        return rng.permutation(n).map { Int64($0) }
     }
 }

@@ -34,7 +34,7 @@ public struct InspectReport: Sendable, Codable {
 extension CellReader {
     /// Describes a file (call on one rank; errors are CellDataError one-liners).
     public static func inspect(_ path: String, counts: CountsSource = .x, sampleLimit: Int = 1 << 20) throws -> InspectReport {
-        let file = try openInput(path, parallel: false)
+        let file = try openInput(path, communicator: nil)
         let L = try describe(file, path: path, counts: counts)
         let root = file.root
         // nnz and a value sample.

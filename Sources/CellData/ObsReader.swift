@@ -6,7 +6,7 @@ extension CellReader {
     /// for commands that need annotations but no matrix (e.g. `syncytium evaluate` on a result file
     /// written without X). Errors are agreed across ranks.
     public static func readObs(_ path: String, columns: [String], comm: Communicator) throws -> (cells: Int, obs: Frame) {
-        let file = try agreeing(comm) { try openInput(path, parallel: false) }
+        let file = try agreeing(comm) { try openInput(path, communicator: nil) }
         let obs = try agreeing(comm) { () -> H5Group in
             guard file.root.exists("obs") else {
                 throw CellDataError(file: path, object: "obs", problem: "missing", fix: "pass an AnnData .h5ad file")

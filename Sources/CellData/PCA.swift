@@ -33,8 +33,8 @@ extension Preprocess {
         total = try comm.allreduce(value: total, op: .sum) / Double(Swift.max(nObs - 1, 1))
 
         // Start block Q (nVars × l), the same on every rank.
-        var rng = SimRNG(seed: seed &+ 0x5EED)
-        var q = (0..<(nVars * l)).map { _ in Float(rng.normal()) }
+        var rng = RandomStream(seed: seed, purpose: .custom("pca"))
+        var q = (0..<(nVars * l)).map { _ in rng.normal() }
         orthonormalizeColumns(&q, rows: nVars, cols: l)
         var y = [Float](repeating: 0, count: Swift.max(localRows * l, 1))
         var z = [Float](repeating: 0, count: nVars * l)
@@ -75,13 +75,18 @@ extension Preprocess {
         try comm.allreduce(&b, op: .sum)
         for a in 0..<l { for c in 0..<a { b[a * l + c] = b[c * l + a] } }
         for i in b.indices { b[i] /= Double(Swift.max(nObs - 1, 1)) }
-        let (evals, evecs) = jacobiEigen(b, n: l)
-        let order = (0..<l).sorted { evals[$0] > evals[$1] }.prefix(k)
+        // Ascending eigenvalues, eigenvector e in row e of evecs: the top k are the last k, reversed.
+        // OpenBLAS picks its LAPACK kernels per CPU, so ranks on different CPU models could differ
+        // in the last bits: every rank takes rank 0's result, so all hold the same components.
+        var (evals, evecs) = try SymmetricEigen.decompose(b, n: l)
+        try comm.broadcast(&evals)
+        try comm.broadcast(&evecs)
+        let order = (0..<l).reversed().prefix(k)
         var comps = [Float](repeating: 0, count: k * nVars)
         for (r, e) in order.enumerated() {
             for g in 0..<nVars {
                 var v = 0.0
-                for a in 0..<l { v += Double(q[g * l + a]) * evecs[a * l + e] }
+                for a in 0..<l { v += Double(q[g * l + a]) * evecs[e * l + a] }
                 comps[r * nVars + g] = Float(v)
             }
             // Sign: largest-magnitude loading positive (deterministic across ranks and runs).
@@ -116,43 +121,5 @@ extension Preprocess {
             if norm > 0 { for r in 0..<rows { d[r * cols + c] /= norm } }
         }
         m = d.map(Float.init)
-    }
-
-    /// Cyclic Jacobi eigen-decomposition of a symmetric n × n matrix. Returns eigenvalues and
-    /// eigenvectors as columns of a row-major n × n matrix.
-    static func jacobiEigen(_ a0: [Double], n: Int) -> ([Double], [Double]) {
-        var a = a0
-        var v = [Double](repeating: 0, count: n * n)
-        for i in 0..<n { v[i * n + i] = 1 }
-        for _ in 0..<100 {
-            var off = 0.0
-            for i in 0..<n { for j in (i + 1)..<Swift.max(i + 1, n) { off += a[i * n + j] * a[i * n + j] } }
-            if off < 1e-22 { break }
-            for p in 0..<n {
-                for q in (p + 1)..<Swift.max(p + 1, n) {
-                    let apq = a[p * n + q]
-                    if abs(apq) < 1e-300 { continue }
-                    let theta = (a[q * n + q] - a[p * n + p]) / (2 * apq)
-                    let t = (theta >= 0 ? 1 : -1) / (abs(theta) + (theta * theta + 1).squareRoot())
-                    let c = 1 / (t * t + 1).squareRoot(), s = t * c
-                    for k in 0..<n {
-                        let akp = a[k * n + p], akq = a[k * n + q]
-                        a[k * n + p] = c * akp - s * akq
-                        a[k * n + q] = s * akp + c * akq
-                    }
-                    for k in 0..<n {
-                        let apk = a[p * n + k], aqk = a[q * n + k]
-                        a[p * n + k] = c * apk - s * aqk
-                        a[q * n + k] = s * apk + c * aqk
-                    }
-                    for k in 0..<n {
-                        let vkp = v[k * n + p], vkq = v[k * n + q]
-                        v[k * n + p] = c * vkp - s * vkq
-                        v[k * n + q] = s * vkp + c * vkq
-                    }
-                }
-            }
-        }
-        return ((0..<n).map { a[$0 * n + $0] }, v)
     }
 }

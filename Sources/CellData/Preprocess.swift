@@ -1,5 +1,6 @@
 import Collectives
 import Settings
+import TensorCore
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -161,11 +162,11 @@ public enum Preprocess {
     public static func medianLibrarySize(_ s: CellShard, comm: Communicator, nonzeroOnly: Bool = false) throws -> Float {
         var lib = librarySizes(s).map { Float($0) }
         if nonzeroOnly { lib = lib.filter { $0 > 0 } }
-        var all = try comm.allgatherv(lib).values
+        let all = try comm.allgatherv(lib).values
         guard !all.isEmpty else { return 0 }
-        all.sort()
-        let n = all.count
-        return n % 2 == 1 ? all[n / 2] : (all[n / 2 - 1] + all[n / 2]) / 2
+        // In Double, then rounded once to Float: this equals numpy's float32 result (the sum of two
+        // float32 values of similar magnitude is exact in Double, and halving commutes with rounding).
+        return Float(median(all.map(Double.init)))
     }
 
     /// Size factors of the local cells: library size / median library size over all cells
@@ -379,12 +380,6 @@ public enum Preprocess {
         let lo = Int(pos.rounded(.down)), hi = Swift.min(lo + 1, s.count - 1)
         let f = pos - Double(lo)
         return s[lo] + (s[hi] - s[lo]) * f
-    }
-
-    static func median(_ x: [Double]) -> Double {
-        let s = x.sorted()
-        let n = s.count
-        return n % 2 == 1 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2
     }
 
     /// scanpy `scale(max_value:)`: zero mean, unit (unbiased) variance per gene, clipped to

@@ -65,7 +65,7 @@ public enum CellReader {
     /// Reads this rank's rows. Errors are agreed across ranks: every rank throws the same
     /// `CellDataError` (no rank hangs).
     public static func read(_ path: String, comm: Communicator, options: ReadOptions = ReadOptions()) throws -> CellShard {
-        let file = try agreeing(comm) { try openInput(path, parallel: options.mpiIO && comm.size > 1) }
+        let file = try agreeing(comm) { try openInput(path, communicator: options.mpiIO && comm.size > 1 ? comm : nil) }
         let layout = try agreeing(comm) { try describe(file, path: path, counts: options.counts) }
         try agreeing(comm) {
             if layout.nObs == 0 || layout.nVars == 0 {
@@ -100,8 +100,9 @@ public enum CellReader {
         return shard
     }
 
-    /// Opens an input file after checking it exists and is HDF5 (message names the problem).
-    static func openInput(_ path: String, parallel: Bool) throws -> H5File {
+    /// Opens an input file after checking it exists and is HDF5 (message names the problem);
+    /// through MPI-IO on `communicator` (all its ranks together), or serially when nil.
+    static func openInput(_ path: String, communicator: Communicator?) throws -> H5File {
         var st = stat()
         guard stat(path, &st) == 0 else {
             throw CellDataError(file: path, object: "file", problem: "does not exist or cannot be read",
@@ -116,7 +117,7 @@ public enum CellReader {
                                 fix: "pass an .h5ad, a 10x .h5 or a legacy X/Y .h5")
         }
         do {
-            return try H5File.open(path, parallel: parallel)
+            return try H5File.open(path, communicator: communicator)
         } catch {
             throw CellDataError(file: path, object: "file", problem: "cannot be opened by HDF5 (\(error))",
                                 fix: "the file is probably truncated or damaged; re-create it")

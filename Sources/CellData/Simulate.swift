@@ -1,4 +1,5 @@
 import Collectives
+import TensorCore
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -30,28 +31,17 @@ public struct SimulationSpec: Sendable, Codable {
     public init() {}
 }
 
-/// A small, fast, seedable generator (SplitMix64 seeding xoshiro256**).
+/// The simulator's random numbers: a TensorCore `RandomStream` plus the Double-precision
+/// distributions negative-binomial counts need (normal, gamma, Poisson).
 public struct SimRNG: RandomNumberGenerator {
-    var s: (UInt64, UInt64, UInt64, UInt64)
-    public init(seed: UInt64) {
-        var x = seed
-        func sm() -> UInt64 {
-            x = x &+ 0x9E37_79B9_7F4A_7C15
-            var z = x
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-        s = (sm(), sm(), sm(), sm())
-    }
-    @inline(__always) public mutating func next() -> UInt64 {
-        let r = ((s.1 &* 5) << 7 | (s.1 &* 5) >> 57) &* 9
-        let t = s.1 << 17
-        s.2 ^= s.0; s.3 ^= s.1; s.1 ^= s.2; s.0 ^= s.3; s.2 ^= t
-        s.3 = (s.3 << 45) | (s.3 >> 19)
-        return r
-    }
-    @inline(__always) public mutating func uniform() -> Double { Double(next() >> 11) * (1.0 / 9007199254740992.0) }
+    var stream: RandomStream
+    /// The `.simulation` stream of `seed` (rank 0's, so the same on every rank).
+    public init(seed: UInt64) { stream = RandomStream(seed: seed, purpose: .simulation) }
+    /// Draws from `stream` (e.g. a `split` child).
+    public init(_ stream: RandomStream) { self.stream = stream }
+    @inline(__always) public mutating func next() -> UInt64 { stream.next() }
+    /// Uniform in [0, 1) with 53 random bits.
+    @inline(__always) public mutating func uniform() -> Double { stream.uniformDouble() }
     public mutating func normal() -> Double {
         let u1 = Swift.max(uniform(), 1e-300), u2 = uniform()
         return (-2 * log(u1)).squareRoot() * cos(2 * Double.pi * u2)
@@ -126,8 +116,9 @@ public enum Simulator {
         var rowPtr: [Int64] = [0], cols: [Int32] = [], vals: [Float] = []
         var types: [Int32] = [], batches: [Int32] = [], libs: [Double] = []
         let r = 1 / spec.dispersion
+        let cells = RandomStream(seed: spec.seed, purpose: .custom("simulate-cells"))
         for i in rows {
-            var rng = SimRNG(seed: spec.seed &* 0x2545_F491_4F6C_DD1D &+ UInt64(i) &+ 1)
+            var rng = SimRNG(cells.split(UInt64(i)))
             let t = cellType(i, spec, rng.uniform())
             let b = Int(rng.next() % UInt64(Swift.max(spec.batches, 1)))
             let size = exp(spec.librarySD * rng.normal())

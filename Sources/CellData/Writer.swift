@@ -146,7 +146,7 @@ public enum CellWriter {
         }
         func phaseA() throws { try agreeing(comm) {
             let f: H5File
-            do { f = try H5File.create(tmp, parallel: true) } catch {
+            do { f = try H5File.create(tmp, communicator: comm) } catch {
                 throw CellDataError(file: path, object: "output", problem: "cannot create \(tmp) (\(error))",
                                     fix: "check that the directory exists and is writable")
             }

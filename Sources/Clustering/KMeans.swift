@@ -68,14 +68,17 @@ public struct KMeans {
         let tol = tolerance * max(meanVar / Double(max(d, 1)), 0)
 
         var best: Result?
+        // One stream for all ranks (rank 0's: the same draws everywhere); restart r takes child r,
+        // so restarts make decorrelated choices instead of sharing a shifted sequence.
+        let seeding = RandomStream(seed: seed, purpose: .clustering)
         for r in 0..<max(restarts, 1) {
-            var rng = SharedRandom(seed: seed, stream: UInt64(r))
+            var rng = seeding.split(UInt64(r))
             let start: [Float]
             switch initialisation {
             case .kMeansPlusPlus: start = try seedPlusPlus(points, layout: layout, comm: comm, rng: &rng)
             case .random:
                 var picked = Set<Int>(), order: [Int] = []
-                while order.count < k { let g = rng.below(layout.total); if picked.insert(g).inserted { order.append(g) } }
+                while order.count < k { let g = rng.int(below: layout.total); if picked.insert(g).inserted { order.append(g) } }
                 start = try Self.fetchRows(order, points, layout: layout, comm: comm)
             }
             var res = try lloyd(points, layout: layout, centres: start, tol: tol, comm: comm)
@@ -172,10 +175,10 @@ public struct KMeans {
 
     /// Greedy k-means++: each new centre is the best of 2 + ln k candidates drawn ∝ D².
     private func seedPlusPlus(_ points: PointShard, layout: RowLayout, comm: Communicator,
-                              rng: inout SharedRandom) throws -> [Float] {
+                              rng: inout RandomStream) throws -> [Float] {
         let d = points.dim, n = points.count
         let trials = 2 + Int(log(Double(k)))
-        var centres = try Self.fetchRows([rng.below(layout.total)], points, layout: layout, comm: comm)
+        var centres = try Self.fetchRows([rng.int(below: layout.total)], points, layout: layout, comm: comm)
         var closest = [Double](repeating: 0, count: n)
         points.values.withUnsafeBufferPointer { x in
             centres.withUnsafeBufferPointer { c in
@@ -184,7 +187,7 @@ public struct KMeans {
         }
         for _ in 1..<k {
             var cands: [Int] = []
-            for _ in 0..<trials { cands.append(try Self.sampleProportional(closest, u: rng.uniform(), layout: layout, comm: comm)) }
+            for _ in 0..<trials { cands.append(try Self.sampleProportional(closest, u: rng.uniformDouble(), layout: layout, comm: comm)) }
             let rows = try Self.fetchRows(cands, points, layout: layout, comm: comm)
             var pot = [Double](repeating: 0, count: trials)
             points.values.withUnsafeBufferPointer { x in

@@ -1,5 +1,6 @@
 import Collectives
 import Foundation
+import TensorCore
 
 /// DEC-style soft assignments (Xie et al. 2016), computed on a rank's shard with global column sums.
 public enum SoftAssignment {
@@ -116,11 +117,11 @@ public enum Silhouette {
         let m = min(sampleSize, layout.total)
         guard m > 0 else { return 0 }
         // Sample without replacement: partial Fisher–Yates over indices, same on every rank.
-        var rng = SharedRandom(seed: seed, stream: 0x5117)
+        var rng = RandomStream(seed: seed, purpose: .custom("silhouette"))
         var chosen: [Int]
         if m == layout.total { chosen = Array(0..<m) } else {
             var picked = Set<Int>(); chosen = []
-            while chosen.count < m { let g = rng.below(layout.total); if picked.insert(g).inserted { chosen.append(g) } }
+            while chosen.count < m { let g = rng.int(below: layout.total); if picked.insert(g).inserted { chosen.append(g) } }
         }
         let rows = try KMeans.fetchRows(chosen, points, layout: layout, comm: comm)
         // Labels of the sample.

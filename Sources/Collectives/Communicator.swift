@@ -176,6 +176,25 @@ public final class Communicator: @unchecked Sendable {
     /// Wall-clock seconds (MPI_Wtime).
     public static func time() -> Double { MPI_Wtime() }
 
+    // MARK: Raw MPI handles
+
+    /// Calls `body` with the addresses of this communicator's `MPI_Comm` and of `MPI_INFO_NULL`,
+    /// for a C library that takes MPI handles itself (HDF5's MPI-IO driver).
+    ///
+    /// This is the one way MPI handles leave Collectives, so no other Swift module imports CMPI:
+    /// to the caller the addresses are opaque, and only the C shim that receives them reads them
+    /// back as `*(const MPI_Comm *)comm` and `*(const MPI_Info *)info`. Passing addresses rather
+    /// than the handles keeps that shim correct for any MPI (Open MPI's handles are pointers,
+    /// MPICH's integers). The addresses are valid only inside `body`; the C side must copy the
+    /// handles or, to keep the communicator, duplicate it (`H5Pset_fapl_mpio` does).
+    public func withMPIHandles<R>(_ body: (_ comm: UnsafeRawPointer, _ infoNull: UnsafeRawPointer) throws -> R) rethrows -> R {
+        var handle: MPI_Comm? = comm
+        var info: MPI_Info? = cmpi_info_null()
+        return try withUnsafePointer(to: &handle) { c in
+            try withUnsafePointer(to: &info) { i in try body(UnsafeRawPointer(c), UnsafeRawPointer(i)) }
+        }
+    }
+
     // MARK: Failure
 
     /// Prints `[rank r] message` on stderr and brings the whole job down.

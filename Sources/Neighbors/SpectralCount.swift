@@ -25,13 +25,10 @@ public enum SpectralClusterCount {
         let halo = try HaloPlan(needed: m.cols, layout: layout, comm: comm)
         let colSlot = m.cols.map { halo.index(of: $0)! }
         var v = [Float](repeating: 0, count: n * b)
+        let start = RandomStream(seed: seed, purpose: .custom("spectral-count"))
         for i in 0..<n {
-            var s = (seed ^ 0xA5A5_5A5A_C3C3_3C3C) &+ UInt64(first + i) &* 0x9E37_79B9_7F4A_7C15
-            for j in 0..<b {
-                s &+= 0x9E37_79B9_7F4A_7C15
-                var z = s; z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9; z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-                v[i * b + j] = Float(Double((z ^ (z >> 31)) >> 11) * 0x1.0p-53 - 0.5)
-            }
+            var rng = start.split(UInt64(first + i))  // row i's start values: a stream of its global id
+            for j in 0..<b { v[i * b + j] = Float(rng.uniformDouble() - 0.5) }
         }
         var w = [Float](repeating: 0, count: n * b)
         func apply() throws {  // w = ((M + I)/2) v
@@ -54,7 +51,11 @@ public enum SpectralClusterCount {
         for i in 0..<n { for p in 0..<b { let vp = Double(v[i * b + p]); for q in 0..<b { h[p * b + q] += vp * Double(w[i * b + q]) } } }
         try comm.allreduce(&h, op: .sum)
         for p in 0..<b { for q in (p + 1)..<b { let s = 0.5 * (h[p * b + q] + h[q * b + p]); h[p * b + q] = s; h[q * b + p] = s } }
-        let eig = jacobiEigenvalues(h, b).map { 2 * $0 - 1 }.sorted(by: >)
+        // Every rank takes rank 0's eigenvalues: OpenBLAS picks LAPACK kernels per CPU, and ranks
+        // must not disagree on K because of last-bit differences.
+        var ritz = try SymmetricEigen.eigenvalues(h, n: b)
+        try comm.broadcast(&ritz)
+        let eig = Array(ritz.map { 2 * $0 - 1 }.reversed())  // descending
         var best = 2, gap = -Double.infinity
         for k in 2...max(2, min(maxK, eig.count - 1)) where eig[k - 1] - eig[k] > gap { gap = eig[k - 1] - eig[k]; best = k }
         if ProcessInfo.processInfo.environment["SYNCYTIUM_DEBUG_SPECTRUM"] != nil && comm.rank == 0 {
@@ -95,31 +96,5 @@ public enum SpectralClusterCount {
             }
         }
         return x
-    }
-
-    /// Eigenvalues of a small symmetric matrix (cyclic Jacobi rotations).
-    static func jacobiEigenvalues(_ a0: [Double], _ n: Int) -> [Double] {
-        var a = a0
-        for _ in 0..<100 {
-            var off = 0.0
-            for p in 0..<n { for q in (p + 1)..<n { off += a[p * n + q] * a[p * n + q] } }
-            if off < 1e-22 { break }
-            for p in 0..<n {
-                for q in (p + 1)..<n where abs(a[p * n + q]) > 1e-300 {
-                    let theta = (a[q * n + q] - a[p * n + p]) / (2 * a[p * n + q])
-                    let t = (theta >= 0 ? 1 : -1) / (abs(theta) + (theta * theta + 1).squareRoot())
-                    let c = 1 / (t * t + 1).squareRoot(), s = t * c
-                    for k in 0..<n {
-                        let akp = a[k * n + p], akq = a[k * n + q]
-                        a[k * n + p] = c * akp - s * akq; a[k * n + q] = s * akp + c * akq
-                    }
-                    for k in 0..<n {
-                        let apk = a[p * n + k], aqk = a[q * n + k]
-                        a[p * n + k] = c * apk - s * aqk; a[q * n + k] = s * apk + c * aqk
-                    }
-                }
-            }
-        }
-        return (0..<n).map { a[$0 * n + $0] }
     }
 }

@@ -1,4 +1,3 @@
-import Foundation
 import TensorCore
 
 /// Clustered embeddings for benchmarks and tests: `clusters` Gaussian blobs in `dim` dimensions.
@@ -7,35 +6,18 @@ import TensorCore
 public enum SyntheticEmbeddings {
     public static func rows(_ range: Range<Int>, dim: Int, clusters: Int, spread: Float = 1, seed: UInt64) -> (Tensor, [Int32]) {
         var centres = [Float](repeating: 0, count: clusters * dim)
-        var cr = Mix(seed: seed ^ 0xC1)
-        for i in 0..<centres.count { centres[i] = Float(cr.gaussian()) * 4 }
+        var cr = RandomStream(seed: seed, purpose: .custom("synthetic-centres"))
+        for i in 0..<centres.count { centres[i] = cr.normal() * 4 }
         let t = Tensor(rows: range.count, cols: dim)
         var labels = [Int32](repeating: 0, count: range.count)
         let p = t.pointer
+        let cells = RandomStream(seed: seed, purpose: .custom("synthetic-cells"))
         for (li, g) in range.enumerated() {
-            var rng = Mix(seed: seed &+ UInt64(g) &* 0x9E37_79B9_7F4A_7C15)
-            let c = Int(rng.next() % UInt64(clusters))
+            var rng = cells.split(UInt64(g))  // row g's own stream: independent of the rank split
+            let c = rng.int(below: clusters)
             labels[li] = Int32(c)
-            for j in 0..<dim { p[li * dim + j] = centres[c * dim + j] + spread * Float(rng.gaussian()) }
+            for j in 0..<dim { p[li * dim + j] = centres[c * dim + j] + spread * rng.normal() }
         }
         return (t, labels)
     }
-
-    struct Mix {
-        var s: UInt64
-        init(seed: UInt64) { s = seed }
-        mutating func next() -> UInt64 {
-            s &+= 0x9E37_79B9_7F4A_7C15
-            var z = s
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-        mutating func uniform() -> Double { (Double(next() >> 11) + 0.5) * 0x1.0p-53 }
-        mutating func gaussian() -> Double {
-            let u = uniform(), v = uniform()
-            return (-2 * log(u)).squareRoot() * cos(2 * Double.pi * v)
-        }
-    }
 }
-

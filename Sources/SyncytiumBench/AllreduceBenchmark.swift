@@ -4,18 +4,19 @@ import TensorCore
 
 /// Allreduce timing: the Communicator's in-place allreduce next to a raw `MPI_Allreduce` call on
 /// the same buffer, interleaved rep by rep (alternating which goes first) so both see the same
-/// machine noise. A rep's time is the slowest rank's; the statistic is the median over reps.
+/// machine noise. A rep's time is the slowest rank's. The rows carry every rep's time; the caller
+/// summarises them (the `bench allreduce` command takes TensorCore's median), which keeps
+/// Collectives free of a statistics dependency.
 public struct AllreduceBenchmark {
     public struct Row: Sendable {
         public let bytes: Int
         public let reps: Int
-        public let oursMedian: Double
-        public let rawMedian: Double
-        /// Median of the per-rep ratio ours / raw.
-        public let ratioMedian: Double
-        /// Algorithmic bandwidth (bytes / median time), GB/s.
-        public var oursGBps: Double { Double(bytes) / oursMedian / 1e9 }
-        public var rawGBps: Double { Double(bytes) / rawMedian / 1e9 }
+        /// Seconds per rep (the slowest rank's), Communicator allreduce; `reps` values, same on every rank.
+        public let ours: [Double]
+        /// Seconds per rep (the slowest rank's), raw MPI_Allreduce; `reps` values, same on every rank.
+        public let raw: [Double]
+        /// Per-rep ratio ours / raw.
+        public var ratios: [Double] { zip(ours, raw).map { $0 / $1 } }
     }
 
     public let comm: Communicator
@@ -55,9 +56,7 @@ public struct AllreduceBenchmark {
             // The slowest rank defines each rep.
             try comm.allreduce(&ours, op: .max)
             try comm.allreduce(&raw, op: .max)
-            let ratios = zip(ours, raw).map { $0 / $1 }
-            rows.append(Row(bytes: bytes, reps: reps, oursMedian: median(ours), rawMedian: median(raw),
-                            ratioMedian: median(ratios)))
+            rows.append(Row(bytes: bytes, reps: reps, ours: ours, raw: raw))
         }
         return rows
     }

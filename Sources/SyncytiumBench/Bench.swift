@@ -2,6 +2,7 @@ import Pipelines
 import ArgumentParser
 import Collectives
 import Foundation
+import TensorCore
 
 public struct Bench: ParsableCommand {
     public init() {}
@@ -57,15 +58,15 @@ struct BenchAllreduce: ParsableCommand {
             } ?? AllreduceBenchmark.defaultSizes
             let rows = try AllreduceBenchmark(comm: comm).run(sizes: sizeList, repsOverride: reps)
             guard comm.rank == 0 else { return }
-            let big = rows.filter { $0.bytes >= 1 << 20 }.map(\.ratioMedian)
-            let out = Output(
-                ranks: comm.size,
-                rows: rows.map {
-                    .init(bytes: $0.bytes, reps: $0.reps, oursMedianSeconds: $0.oursMedian,
-                          rawMedianSeconds: $0.rawMedian, oursGBps: $0.oursGBps, rawGBps: $0.rawGBps,
-                          ratioMedian: $0.ratioMedian)
-                },
-                maxRatioAtLeast1MiB: big.max())
+            let table = rows.map { r -> Output.Row in
+                let ours = median(r.ours), raw = median(r.raw)
+                // Algorithmic bandwidth: bytes / median time.
+                return .init(bytes: r.bytes, reps: r.reps, oursMedianSeconds: ours, rawMedianSeconds: raw,
+                             oursGBps: Double(r.bytes) / ours / 1e9, rawGBps: Double(r.bytes) / raw / 1e9,
+                             ratioMedian: median(r.ratios))
+            }
+            let big = table.filter { $0.bytes >= 1 << 20 }.map(\.ratioMedian)
+            let out = Output(ranks: comm.size, rows: table, maxRatioAtLeast1MiB: big.max())
             if json {
                 print(try jsonString(out))
             } else {
@@ -92,11 +93,4 @@ func formatBytes(_ b: Int) -> String {
     if b >= 1 << 20 && b % (1 << 20) == 0 { return "\(b >> 20) MiB" }
     if b >= 1 << 10 && b % (1 << 10) == 0 { return "\(b >> 10) KiB" }
     return "\(b) B"
-}
-
-/// Median of a non-empty sample (mean of the middle two for an even count).
-func median(_ xs: [Double]) -> Double {
-    precondition(!xs.isEmpty)
-    let s = xs.sorted()
-    return s.count % 2 == 1 ? s[s.count / 2] : 0.5 * (s[s.count / 2 - 1] + s[s.count / 2])
 }

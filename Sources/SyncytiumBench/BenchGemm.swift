@@ -59,7 +59,6 @@ final class RawGemmRunner {
 
 @inline(__always) func benchNow() -> Double { Double(DispatchTime.now().uptimeNanoseconds) * 1e-9 }
 
-
 /// The autoencoder of `bench step --model mlp`.
 let mlpWidths = [2000, 1024, 128, 24, 128, 1024, 2000]
 

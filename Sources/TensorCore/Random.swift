@@ -18,14 +18,32 @@ public enum RandomPurpose: Sendable, Hashable {
     }
 }
 
-/// SplitMix64 finaliser (Steele, Lea, Flood 2014), used to derive seeds.
-@inline(__always)
-public func splitMix64(_ x: inout UInt64) -> UInt64 {
-    x &+= 0x9E37_79B9_7F4A_7C15
-    var z = x
-    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-    return z ^ (z >> 31)
+/// SplitMix64 (Steele, Lea, Flood 2014): a 64-bit counter advanced by the golden-ratio increment
+/// and passed through a bijective finaliser. The one copy of its constants in the package:
+/// `RandomStream` derives its state from it, and code that needs a plain, platform-independent
+/// 64-bit sequence or a mixing hash (e.g. a Feistel round function) uses it directly. For random
+/// numbers with purposes, ranks and child streams, use `RandomStream`.
+public struct SplitMix64: RandomNumberGenerator, Sendable {
+    /// The counter; `next()` adds the increment, then returns `mix` of it.
+    public var state: UInt64
+
+    public init(seed: UInt64) { state = seed }
+
+    @inline(__always)
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        return SplitMix64.mix(state)
+    }
+
+    /// The finaliser alone: a bijection of UInt64 with full avalanche (each input bit flips each
+    /// output bit with probability about ½), usable as a stateless hash.
+    @inline(__always)
+    public static func mix(_ x: UInt64) -> UInt64 {
+        var z = x
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
 }
 
 /// A seeded xoshiro256** stream. `RandomStream(seed:rank:purpose:)` gives the same numbers on every
@@ -37,19 +55,18 @@ public struct RandomStream: RandomNumberGenerator, Sendable {
         // FNV-1a of the purpose tag (Swift's Hasher is randomised per process, so not usable here).
         var h: UInt64 = 0xCBF2_9CE4_8422_2325
         for b in purpose.tag.utf8 { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01B3 }
-        var x = seed
-        var mix = splitMix64(&x) ^ (UInt64(truncatingIfNeeded: rank) &* 0xD6E8_FEB8_6659_FD93)
-        mix = splitMix64(&mix) ^ h
-        var st = mix
-        s0 = splitMix64(&st); s1 = splitMix64(&st); s2 = splitMix64(&st); s3 = splitMix64(&st)
+        var bySeed = SplitMix64(seed: seed)
+        var byRank = SplitMix64(seed: bySeed.next() ^ (UInt64(truncatingIfNeeded: rank) &* 0xD6E8_FEB8_6659_FD93))
+        var st = SplitMix64(seed: byRank.next() ^ h)
+        s0 = st.next(); s1 = st.next(); s2 = st.next(); s3 = st.next()
         if s0 | s1 | s2 | s3 == 0 { s0 = 1 }
     }
 
     /// A child stream derived from this one's seed material and an index (e.g. per epoch), without advancing this one.
     public func split(_ index: UInt64) -> RandomStream {
         var r = self
-        var x = s0 ^ (index &* 0x9E37_79B9_7F4A_7C15) ^ s3
-        r.s0 = splitMix64(&x); r.s1 = splitMix64(&x); r.s2 = splitMix64(&x); r.s3 = splitMix64(&x)
+        var x = SplitMix64(seed: s0 ^ (index &* 0x9E37_79B9_7F4A_7C15) ^ s3)
+        r.s0 = x.next(); r.s1 = x.next(); r.s2 = x.next(); r.s3 = x.next()
         return r
     }
 

@@ -1,4 +1,5 @@
 import Collectives
+import TensorCore
 
 /// A permutation of 0..<n from a seed, computed element by element in O(1) memory: a 4-round
 /// Feistel network on the smallest power-of-four domain ≥ n, with cycle-walking back into range.
@@ -13,9 +14,8 @@ public struct IndexPermutation: Sendable {
         var bits = 1
         while (1 << (2 * bits)) < n { bits += 1 }
         halfBits = bits
-        var s = seed
-        func next() -> UInt64 { s &+= 0x9E37_79B9_7F4A_7C15; return mix(s) }
-        keys = (next(), next(), next(), next())
+        var s = SplitMix64(seed: seed)
+        keys = (s.next(), s.next(), s.next(), s.next())
     }
 
     /// The element at position `i` (0 ≤ i < n).
@@ -31,19 +31,11 @@ public struct IndexPermutation: Sendable {
         let mask = (UInt64(1) << UInt64(halfBits)) - 1
         var l = x >> UInt64(halfBits), r = x & mask
         for k in [keys.0, keys.1, keys.2, keys.3] {
-            let f = mix(r ^ k) & mask
+            let f = SplitMix64.mix(r ^ k) & mask  // round function: a 64-bit mixing hash
             (l, r) = (r, l ^ f)
         }
         return (l << UInt64(halfBits)) | r
     }
-}
-
-@inline(__always)
-func mix(_ v: UInt64) -> UInt64 {
-    var z = v
-    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-    return z ^ (z >> 31)
 }
 
 /// Global minibatches, the same whatever the rank count: epoch e's order of all N cells (by global
@@ -83,6 +75,13 @@ public struct GlobalBatchSampler: Sendable {
                   seed: seed, shuffle: shuffle)
     }
 
+    /// Epoch e's permutation key: the first draw of child e of the `.sampler` stream (rank 0's,
+    /// so every rank shuffles alike).
+    static func permutationSeed(_ seed: UInt64, epoch: Int) -> UInt64 {
+        var rng = RandomStream(seed: seed, purpose: .sampler).split(UInt64(epoch))
+        return rng.next()
+    }
+
     public var stepsPerEpoch: Int { (total + globalBatch - 1) / globalBatch }
 
     /// Size of the global batch at `step` (the last one may be smaller).
@@ -91,7 +90,7 @@ public struct GlobalBatchSampler: Sendable {
     /// The cells of batch (epoch, step) that this rank owns: local row indices, in batch order.
     public func localRows(epoch: Int, step: Int) -> [Int] {
         precondition(step >= 0 && step < stepsPerEpoch)
-        let perm = IndexPermutation(n: total, seed: mix(seed ^ mix(UInt64(epoch) &+ 0x51ED)))
+        let perm = IndexPermutation(n: total, seed: Self.permutationSeed(seed, epoch: epoch))
         var out: [Int] = []
         for pos in (step * globalBatch)..<(step * globalBatch + batchSize(step: step)) {
             let g = shuffle ? perm(pos) : pos

@@ -1,4 +1,5 @@
 import XCTest
+import Collectives
 import HDF5IO
 
 final class HDF5IOTests: XCTestCase {
@@ -67,5 +68,37 @@ final class HDF5IOTests: XCTestCase {
         XCTAssertThrowsError(try f.root.dataset("v").read(rows: 5..<11, as: Float.self))
         XCTAssertThrowsError(try f.root.dataset("s").readAll(as: Float.self))
         XCTAssertEqual(try f.root.dataset("v").read(rows: 3..<3, as: Float.self), [])
+    }
+
+    /// MPI-IO on a communicator handed in (world, and MPI_COMM_SELF through `solo`): the file
+    /// records it, collective writes and reads go through it, and the result is an ordinary HDF5
+    /// file that a serial open reads back.
+    func testMPIIOOnTheCommunicatorHandedIn() throws {
+        for (name, comm) in [("world", Communicator.world), ("solo", Communicator.solo)] {
+            let p = TestFiles.path("h5io-mpiio-\(name).h5")
+            do {
+                let f = try H5File.create(p, communicator: comm)
+                XCTAssertTrue(f.isParallel)
+                XCTAssertTrue(f.communicator === comm)
+                // An MPI-IO file closes only once no object of it is open: the dataset lives in the closure.
+                try { () throws -> Void in
+                    let d = try f.root.createDataset("v", of: Float.self, shape: [6, 2])
+                    try d.write((0..<12).map { Float($0) }, rowStart: 0, transfer: .collective)
+                }()
+                try f.close()
+            }
+            let serial = try H5File.open(p)
+            XCTAssertFalse(serial.isParallel)
+            XCTAssertNil(serial.communicator)
+            XCTAssertEqual(try serial.root.dataset("v").readAll(as: Float.self), (0..<12).map { Float($0) })
+            try serial.close()
+            let again = try H5File.open(p, communicator: comm)
+            XCTAssertTrue(again.communicator === comm)
+            try { () throws -> Void in
+                let d = try again.root.dataset("v")
+                XCTAssertEqual(try d.read(rows: 2..<5, as: Double.self, transfer: .collective), (4..<10).map { Double($0) })
+            }()
+            try again.close()
+        }
     }
 }
