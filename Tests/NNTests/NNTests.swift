@@ -160,7 +160,9 @@ final class OptimizerTests: XCTestCase {
         XCTAssertEqual(s(9), 0.1 + 0.9 * 0.5, accuracy: 1e-6)   // halfway: cos(π/2) = 0
         XCTAssertEqual(s(14), 0.1, accuracy: 1e-6)
         XCTAssertEqual(s(1000), 0.1, accuracy: 1e-6)
-        XCTAssertEqual(s(7), s(7), "pure function of the step")
+        XCTAssertEqual(LearningRateSchedule.warmup(peak: 2, warmupSteps: 4)(1), 1)
+        XCTAssertEqual(LearningRateSchedule.changed(.constant(2), atStep: 5, factor: 0.25)(4), 2)
+        XCTAssertEqual(LearningRateSchedule.changed(.constant(2), atStep: 5, factor: 0.25)(5), 0.5)
     }
 }
 
