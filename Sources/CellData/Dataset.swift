@@ -13,6 +13,8 @@ public struct DataSettings: SettingsSection, Equatable {
     public var counts = "X"
     @Setting("obs column with reference labels, for ARI/NMI/ACC only; never used to train unsupervised models (null: none).")
     public var labelKey: String? = nil
+    @Setting("obs column with batch (donor, sample) labels, for models that use them (null: none).")
+    public var batchKey: String? = nil
     public init() {}
 
     /// The counts location as the reader takes it.
@@ -67,6 +69,9 @@ public struct Dataset: Sendable {
     /// for training by unsupervised models.
     public var labels: [Int32]?
     public var labelNames: [String]
+    /// Batch codes when a batch key was given (codes into `batchNames`; −1 missing).
+    public var batches: [Int32]? = nil
+    public var batchNames: [String] = []
     /// The preprocessed shard (obs, var, source) for writing results.
     public var shard: CellShard
     public var removedCells: Int
@@ -79,7 +84,7 @@ public struct Dataset: Sendable {
         let path = data.input
         var ro = ReadOptions()
         ro.counts = data.countsSource
-        ro.requiredObsKeys = data.labelKey.map { [$0] } ?? []
+        ro.requiredObsKeys = [data.labelKey, data.batchKey].compactMap { $0 }
         ro.permutationSeed = permutationSeed
         var s = try CellReader.read(path, comm: comm, options: ro)
         let removed = try Preprocess.filterCells(&s, minCounts: max(options.minCounts, 1), minGenes: options.minGenes, comm: comm)
@@ -105,8 +110,13 @@ public struct Dataset: Sendable {
         let x = try CSRMatrix(rows: norm.localRows, cols: norm.nVars, rowPtr: norm.rowPtr, colIdx: norm.colIdx, values: norm.values)
         let c = try CSRMatrix(rows: s.localRows, cols: s.nVars, rowPtr: s.rowPtr, colIdx: s.colIdx, values: s.values)
         let (mu, sd) = try geneMoments(x, comm: comm)
-        return Dataset(x: x, counts: c, sizeFactors: sf, geneMean: mu, geneStd: sd, cellIds: s.rowIds, cells: s.nObs,
-                       genes: s.nVars, labels: labels, labelNames: names, shard: s, removedCells: removed)
+        var out = Dataset(x: x, counts: c, sizeFactors: sf, geneMean: mu, geneStd: sd, cellIds: s.rowIds, cells: s.nObs,
+                          genes: s.nVars, labels: labels, labelNames: names, shard: s, removedCells: removed)
+        if let key = data.batchKey, let col = s.obs[key] {
+            let (codes, bnames) = try codes(of: col, comm: comm)
+            out.batches = codes; out.batchNames = bnames
+        }
+        return out
     }
 
     /// Collective: global mean and population standard deviation of each column of `x` (Double sums).

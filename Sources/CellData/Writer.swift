@@ -12,9 +12,12 @@ public indirect enum UnsValue: Sendable, Equatable {
     case number(Double)
     case integer(Int64)
     case dict([(String, UnsValue)])
+    /// A 1-D float64 array, or 2-D (rows × `width`) when `width` > 0.
+    case array([Double], width: Int)
 
     public static func == (a: UnsValue, b: UnsValue) -> Bool {
         switch (a, b) {
+        case (.array(let x, let w), .array(let y, let v)): return x == y && w == v
         case (.string(let x), .string(let y)): return x == y
         case (.number(let x), .number(let y)): return x == y
         case (.integer(let x), .integer(let y)): return x == y
@@ -58,6 +61,9 @@ public struct WriteRequest: Sendable {
     public var clusters: [Int32]?
     public var embedding: [Float]?
     public var embeddingDim: Int = 0
+    /// Further obsm arrays (name, this rank's rows × width values, width), e.g. X_cellular; the same
+    /// names and widths on every rank. (Further obs columns go into `shard.obs`.)
+    public var obsm: [(name: String, values: [Float], width: Int)] = []
     public var graph: ResultGraph?
     /// Entries of uns['syncytium'] (e.g. version, params, metrics).
     public var uns: [(String, UnsValue)] = []
@@ -96,6 +102,10 @@ public enum CellWriter {
         let rowRuns = runs(s.rowIds)
         // Arguments agree across ranks and with the shard.
         let dim = try agreeing(comm) { () -> Int in
+            for m in req.obsm where m.values.count != s.localRows * m.width {
+                throw CellDataError(file: path, object: "obsm/\(m.name)", problem: "\(m.values.count) values for \(s.localRows) rows × \(m.width)",
+                                    fix: "pass localRows × width values")
+            }
             if let c = req.clusters, c.count != s.localRows {
                 throw CellDataError(file: path, object: "obs/syncytium_cluster", problem: "\(c.count) labels for \(s.localRows) rows",
                                     fix: "pass one cluster per local cell")
@@ -175,6 +185,9 @@ public enum CellWriter {
                 try obsm.createDataset("X_syncytium", of: Float.self, shape: [s.nObs, dim])
                     .write(req.embedding ?? [], runs: rowRuns)
             }
+            for m in req.obsm {
+                try obsm.createDataset(m.name, of: Float.self, shape: [s.nObs, m.width]).write(m.values, runs: rowRuns)
+            }
             let obsp = try f.root.createGroup("obsp")
             if hasGraph, let cp = connPlan, let dp = distPlan {
                 let g = req.graph!
@@ -196,7 +209,7 @@ public enum CellWriter {
             guard comm.rank == 0 else { return }
             do {
                 try finish(tmp, s, gathered: gathered, hasClusters: hasClusters, nClusters: nClusters, dim: dim,
-                           hasGraph: hasGraph, uns: req.uns, includeX: req.includeX)
+                           obsm: req.obsm.map(\.name), hasGraph: hasGraph, uns: req.uns, includeX: req.includeX)
             } catch {
                 let plain = FileSystemCheck.diagnose(folderOf: path)
                 unlink(tmp)
@@ -291,12 +304,14 @@ public enum CellWriter {
                 let sub = try g.createGroup(k)
                 try enc(sub, "dict", "0.1.0")
                 try writeUns(sub, d)
+            case .array(let x, let w):
+                try enc(try g.writeDataset(k, x, shape: w > 0 ? [x.count / w, w] : [x.count]), "array", "0.2.0")
             }
         }
     }
 
     static func finish(_ tmp: String, _ s: CellShard, gathered: Gathered, hasClusters: Bool, nClusters: Int, dim: Int,
-                       hasGraph: Bool, uns: [(String, UnsValue)], includeX: Bool) throws {
+                       obsm extraObsm: [String] = [], hasGraph: Bool, uns: [(String, UnsValue)], includeX: Bool) throws {
         let f = try H5File.open(tmp, writable: true)
         if includeX {
             let x = try f.root.group("X")
@@ -304,12 +319,12 @@ public enum CellWriter {
             try x.setAttribute("shape", [Int64(s.nObs), Int64(s.nVars)])
         }
         try finishBody(f.root, s, gathered: gathered, hasClusters: hasClusters, nClusters: nClusters, dim: dim,
-                       hasGraph: hasGraph, uns: uns)
+                       obsm: extraObsm, hasGraph: hasGraph, uns: uns)
         try f.close()
     }
 
     static func finishBody(_ root: H5Group, _ s: CellShard, gathered: Gathered, hasClusters: Bool, nClusters: Int,
-                           dim: Int, hasGraph: Bool, uns: [(String, UnsValue)]) throws {
+                           dim: Int, obsm extraObsm: [String] = [], hasGraph: Bool, uns: [(String, UnsValue)]) throws {
         try enc(root, "anndata", "0.1.0")
         // obs
         let obs = try root.group("obs")
@@ -346,6 +361,7 @@ public enum CellWriter {
         let obsm = try root.group("obsm")
         try enc(obsm, "dict", "0.1.0")
         if dim > 0 { try enc(try obsm.dataset("X_syncytium"), "array", "0.2.0") }
+        for name in extraObsm { try enc(try obsm.dataset(name), "array", "0.2.0") }
         let obsp = try root.group("obsp")
         try enc(obsp, "dict", "0.1.0")
         if hasGraph {

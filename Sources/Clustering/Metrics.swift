@@ -139,3 +139,39 @@ public enum Hungarian {
         return assignment
     }
 }
+
+/// Scores of predicted classes against true classes (codes in the same space; −1 ignored).
+public enum ClassificationMetrics {
+    public struct Scores: Sendable, Codable, Equatable {
+        public var accuracy: Double
+        /// Mean per-class recall over the true classes present.
+        public var balancedAccuracy: Double
+        /// Per-class F1 weighted by the true class sizes (scikit-learn's average='weighted').
+        public var weightedF1: Double
+    }
+
+    public static func scores(truth: [Int], predicted: [Int]) -> Scores {
+        precondition(truth.count == predicted.count)
+        let pairs = zip(truth, predicted).filter { $0.0 >= 0 && $0.1 >= 0 }
+        let classes = Set(pairs.map(\.0)).union(pairs.map(\.1))
+        var tp: [Int: Int] = [:], support: [Int: Int] = [:], predictedCount: [Int: Int] = [:]
+        for (t, p) in pairs {
+            support[t, default: 0] += 1; predictedCount[p, default: 0] += 1
+            if t == p { tp[t, default: 0] += 1 }
+        }
+        let n = Double(max(pairs.count, 1))
+        let accuracy = Double(tp.values.reduce(0, +)) / n
+        let present = support.keys.sorted()
+        let recalls = present.map { Double(tp[$0] ?? 0) / Double(support[$0]!) }
+        var f1 = 0.0
+        for c in classes {
+            let s = support[c] ?? 0
+            guard s > 0 else { continue }
+            let prec = predictedCount[c].map { Double(tp[c] ?? 0) / Double($0) } ?? 0
+            let rec = Double(tp[c] ?? 0) / Double(s)
+            f1 += Double(s) * (prec + rec > 0 ? 2 * prec * rec / (prec + rec) : 0)
+        }
+        return Scores(accuracy: accuracy, balancedAccuracy: recalls.isEmpty ? 0 : recalls.reduce(0, +) / Double(recalls.count),
+                      weightedF1: f1 / n)
+    }
+}

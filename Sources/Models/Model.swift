@@ -77,11 +77,23 @@ public protocol Model: TrainingTask {
     var pretrainedAssignment: [Int32]? { get }
     /// Values to report after training, in order (e.g. K, the last label change).
     var report: [(String, ReportValue)] { get }
+    /// The cells the Trainer draws batches from, as compact global ids (nil: every cell of the shard,
+    /// by `Dataset.cellIds`); e.g. a supervised model's training split. `loss(rows:)` then gets indices
+    /// into these ids.
+    var trainingCells: (ids: [Int64], idSpace: Int)? { get }
+    /// A learning-rate schedule in epochs (linear warm-up, then cosine decay to 0), or nil for the
+    /// trainer section's own.
+    var learningRateSchedulePlan: (warmupEpochs: Int, cosineEpochs: Int)? { get }
+    /// Collective. Called once training has completed (e.g. restore the early-stopping best).
+    func trainingDidEnd() throws
 }
 
 extension Model {
     public var learningRateChange: (epoch: Int, factor: Float)? { nil }
     public func clusterAssignment(comm: Communicator) throws -> (labels: [Int32], clusters: Int)? { nil }
     public var pretrainedAssignment: [Int32]? { nil }
+    public var trainingCells: (ids: [Int64], idSpace: Int)? { nil }
+    public var learningRateSchedulePlan: (warmupEpochs: Int, cosineEpochs: Int)? { nil }
+    public func trainingDidEnd() throws {}
     public var report: [(String, ReportValue)] { [] }
 }

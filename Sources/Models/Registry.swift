@@ -34,6 +34,7 @@ public enum ModelRegistry {
     public static let entries: [ModelEntry] = [
         ModelEntry(SCNAME.self),
         ModelEntry(MLPAutoencoder.self),
+        ModelEntry(CELLULAR.self),
     ]
 
     public static func entry(named name: String) throws -> ModelEntry {

@@ -69,13 +69,15 @@ extension ReportValue {
 /// Trains `model` with `config`; resumes from its checkpoint folder when `config.resume` is auto.
 func train(_ model: any Model, config: TrainerConfig, seed: UInt64, runSpec: String, data: Dataset,
            comm: Communicator) throws -> (trainer: Trainer, outcome: TrainingOutcome) {
-    let plan = TrainingPlan(epochs: model.totalEpochs, seed: seed, learningRateChange: model.learningRateChange, runSpec: runSpec)
-    let trainer = try Trainer(task: model, config: config, plan: plan, cellIds: data.cellIds, idSpace: data.cells, comm: comm)
+    let plan = TrainingPlan(epochs: model.totalEpochs, seed: seed, learningRateChange: model.learningRateChange, runSpec: runSpec,
+                            epochSchedule: model.learningRateSchedulePlan)
+    let cells = model.trainingCells ?? (data.cellIds, data.cells)
+    let trainer = try Trainer(task: model, config: config, plan: plan, cellIds: cells.ids, idSpace: cells.idSpace, comm: comm)
     if config.resume == .auto, let ck = try trainer.resumeIfPossible() {
         log.info("resumed from \(ck.path) at epoch \(trainer.epoch + 1), step \(trainer.stepInEpoch + 1)")
     }
     let outcome = try trainer.run()
-    if case .stopped(let ck) = outcome { log.info("stopped by signal after checkpoint \(ck)") }
+    if case .stopped(let ck) = outcome { log.info("stopped by signal after checkpoint \(ck)") } else { try model.trainingDidEnd() }
     return (trainer, outcome)
 }
 

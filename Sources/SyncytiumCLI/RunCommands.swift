@@ -130,3 +130,63 @@ struct ListModels: ParsableCommand {
         for e in ModelRegistry.entries { print("\(e.name.padding(toLength: 10, withPad: " ", startingAt: 0)) \(e.summary)") }
     }
 }
+
+struct Embed: RunCommand {
+    typealias Spec = EmbedSpec
+    static let positionals = ["data.input"]
+    static var configuration: CommandConfiguration {
+        CommandConfiguration(
+            abstract: "Train a supervised embedding (CELLULAR) and save it, or embed a new file with a saved model.",
+            usage: """
+                syncytium embed TRAIN.h5ad --label-key K [--batch-key B] --save-model DIR [--output OUT] [--KEY VALUE …]
+                syncytium embed QUERY.h5ad --load-model DIR --output OUT
+                """,
+            discussion: settingsHelp("""
+                Training reads TRAIN (each rank its rows), holds out a label-stratified validation split \
+                for early stopping, trains data-parallel and writes a versioned model folder (the \
+                parameters, the resolved spec, the training HVG gene names, the label encoder, class \
+                weights and PCA centroid distances). Applying reads QUERY, maps its genes onto the model's \
+                by name (missing genes are 0 and counted in a warning; a query with none of them is an \
+                error) and writes obsm['X_cellular']. A saved model works on any rank count.
+                """))
+    }
+    @Argument(parsing: .captureForPassthrough, help: "INPUT and settings (see below).") var words: [String] = []
+
+    func execute(_ spec: EmbedSpec, comm: Communicator) throws -> Bool {
+        let r = try CellularRuns.embed(spec, comm: comm)
+        if comm.rank == 0 && r.completed {
+            print("\(spec.saved.loadModel == nil ? "trained \(spec.model.name), \(r.epochs) epochs" : "embedded with \(spec.saved.loadModel!)"): \(r.cells) cells, \(fmt(r.seconds, 1)) s")
+        }
+        return r.completed
+    }
+}
+
+struct Annotate: RunCommand {
+    typealias Spec = AnnotateSpec
+    static let positionals = ["data.input"]
+    static var configuration: CommandConfiguration {
+        CommandConfiguration(
+            abstract: "Cell types, confidences, novel cells and per-type representations of a file, from a saved CELLULAR model.",
+            usage: "syncytium annotate QUERY.h5ad --load-model DIR --output OUT [--label-key K] [--KEY VALUE …]",
+            discussion: settingsHelp("""
+                The first annotate with a model trains its classifier on the frozen embedding of the \
+                model's training file (the same validation split for early stopping) and its novelty \
+                model, and saves both in the model folder. Writes obs['predicted_cell_type'], \
+                obs['prediction_confidence'], obs['novelty_score'], obs['novel_cell'], \
+                obsm['X_cellular'], obsm['cellular_probabilities'] and, in uns['syncytium'], the \
+                per-type representations and the novel-type flag. With --label-key, accuracy, balanced \
+                accuracy and weighted F1 against that column are printed.
+                """))
+    }
+    @Argument(parsing: .captureForPassthrough, help: "INPUT and settings (see below).") var words: [String] = []
+
+    func execute(_ spec: AnnotateSpec, comm: Communicator) throws -> Bool {
+        let r = try CellularRuns.annotate(spec, comm: comm)
+        guard comm.rank == 0 else { return true }
+        if let s = r.scores {
+            print(String(format: "accuracy %.4f  balanced accuracy %.4f  weighted F1 %.4f", s.accuracy, s.balancedAccuracy, s.weightedF1))
+        }
+        print("\(r.cells) cells annotated, \(r.novelCells) called novel; novel-type flag \(r.novelTypeFlag) (min rescaled confidence \(fmt(r.minRescaledConfidence, 3))); \(fmt(r.seconds, 1)) s")
+        return true
+    }
+}

@@ -110,9 +110,12 @@ public final class Trainer {
         }
         reducer = GradientReducers.make(config.reduction, store: store, bucketMiB: config.bucketMib, comm: comm)
         let total = max(1, plan.epochs * sampler.stepsPerEpoch)
-        var sch: LearningRateSchedule = config.schedule == .cosine
+        let spe = sampler.stepsPerEpoch
+        var sch: LearningRateSchedule = plan.epochSchedule.map {
+            .warmupCosine(peak: config.lr, warmupSteps: $0.warmupEpochs * spe, totalSteps: max(1, $0.cosineEpochs * spe))
+        } ?? (config.schedule == .cosine
             ? .warmupCosine(peak: config.lr, warmupSteps: config.warmupSteps, totalSteps: total)
-            : (config.warmupSteps > 0 ? .warmup(peak: config.lr, warmupSteps: config.warmupSteps) : .constant(config.lr))
+            : (config.warmupSteps > 0 ? .warmup(peak: config.lr, warmupSteps: config.warmupSteps) : .constant(config.lr)))
         if let c = plan.learningRateChange { sch = .changed(sch, atStep: c.epoch * sampler.stepsPerEpoch, factor: c.factor) }
         schedule = sch
         progress = try ProgressLog(comm: comm, metricsPath: config.metrics.map { URL(fileURLWithPath: $0) })

@@ -77,11 +77,17 @@ public struct TrainingPlan: Sendable, Equatable {
     public var learningRateChange: (epoch: Int, factor: Float)?
     /// The resolved run spec as YAML, stored in every checkpoint.
     public var runSpec: String
-    public init(epochs: Int, seed: UInt64, learningRateChange: (epoch: Int, factor: Float)? = nil, runSpec: String = "") {
+    /// A model's schedule in epochs (linear warm-up to trainer.lr, then cosine decay to 0 at
+    /// `cosineEpochs`), replacing the trainer section's schedule; nil = the trainer section's.
+    public var epochSchedule: (warmupEpochs: Int, cosineEpochs: Int)?
+    public init(epochs: Int, seed: UInt64, learningRateChange: (epoch: Int, factor: Float)? = nil, runSpec: String = "",
+                epochSchedule: (warmupEpochs: Int, cosineEpochs: Int)? = nil) {
         self.epochs = epochs; self.seed = seed; self.learningRateChange = learningRateChange; self.runSpec = runSpec
+        self.epochSchedule = epochSchedule
     }
     public static func == (a: Self, b: Self) -> Bool {
         a.epochs == b.epochs && a.seed == b.seed && a.runSpec == b.runSpec
+            && a.epochSchedule?.warmupEpochs == b.epochSchedule?.warmupEpochs && a.epochSchedule?.cosineEpochs == b.epochSchedule?.cosineEpochs
             && a.learningRateChange?.epoch == b.learningRateChange?.epoch && a.learningRateChange?.factor == b.learningRateChange?.factor
     }
 }
