@@ -90,7 +90,7 @@ let package = Package(
         // Test support (finite-difference gradient checks), for the test targets and MPIChecks only.
         .target(name: "TestSupport", dependencies: ["TensorCore", "Autograd", "NN", "Training"], swiftSettings: swiftSettings),
         // Multi-rank checks, run under real mpirun by launch/test (XCTest cannot span processes).
-        .executableTarget(name: "MPIChecks", dependencies: ["Collectives", "Clustering", "Neighbors", "TensorCore", "Training", "NN", "TestSupport"],
+        .executableTarget(name: "MPIChecks", dependencies: ["Collectives", "Clustering", "Neighbors", "TensorCore", "Training", "NN", "Models", "TestSupport"],
                          swiftSettings: swiftSettings),
 
         .testTarget(name: "CollectivesTests", dependencies: ["Collectives"], swiftSettings: swiftSettings),

@@ -5,6 +5,7 @@
 // The last line is "mpi-collectives (np=N): P passed, F failed"; the exit code is 0 only when F == 0.
 import Clustering
 import Collectives
+import Models
 import Neighbors
 import NN
 import TensorCore
@@ -370,6 +371,62 @@ run("gradient reduction strategies vs one rank") {
             }
         }
     }
+}
+
+// CELLULAR's global-batch loss (embeddings gathered, every rank evaluates the same loss, each back-
+// propagates its rows with the weight that cancels the Trainer's n_r / B): 4 optimiser steps on N
+// ranks equal one rank on all cells (MPI_COMM_SELF), the validation split included. Budget as above:
+// the same sums in another order, a few float32 ulps per step; 1e-5 of the largest parameter.
+run("CELLULAR on N ranks = one rank") {
+    let cells = 61, genes = 24, types = 3
+    var g = RandomStream(seed: 21, purpose: .simulation)
+    var allRows: [[(Int32, Float)]] = [], allLabels: [Int32] = [], allBatches: [Int32] = []
+    for i in 0..<cells {
+        let y = Int32(i % types)
+        var row: [(Int32, Float)] = []
+        for j in 0..<genes where g.uniform() < 0.4 { row.append((Int32(j), (j % types == Int(y) ? 2 : 0.5) * g.uniform(0.5, 1.5))) }
+        allRows.append(row); allLabels.append(y); allBatches.append(Int32(i % 2))
+    }
+    func csr(_ rows: Range<Int>) throws -> CSRMatrix {
+        var rp: [Int64] = [0], ci: [Int32] = [], vs: [Float] = []
+        for i in rows { for (c, v) in allRows[i] { ci.append(c); vs.append(v) }; rp.append(Int64(vs.count)) }
+        return try CSRMatrix(rows: rows.count, cols: genes, rowPtr: rp, colIdx: ci, values: vs)
+    }
+    var h = CELLULARHyperparameters()
+    h.hidden = [16]; h.latent = 6; h.pcaComponents = 4; h.epochs = 3
+    var c = TrainerConfig(); c.batchSize = 16; c.optimizer = .sgd; c.momentum = 0; c.lr = 0.05
+    func model(_ rows: Range<Int>, _ on: Communicator) throws -> (CELLULAR, Trainer) {
+        let m = try CELLULAR(x: try csr(rows), cellIds: rows.map(Int64.init), genes: (0..<genes).map { "g\($0)" }, labels: Array(allLabels[rows]),
+                             labelNames: ["a", "b", "c"], batches: Array(allBatches[rows]), batchNames: ["x", "y"], statistics: nil,
+                             hyperparameters: h, seed: 5, comm: on)
+        let t = try Trainer(task: m, config: c, plan: TrainingPlan(epochs: 3, seed: 5), cellIds: m.trainingCells!.ids,
+                            idSpace: m.trainingCells!.idSpace, comm: on)
+        return (m, t)
+    }
+    let (single, ts) = try model(0..<cells, Communicator.solo)
+    let weight = p * (p + 1) / 2
+    var counts = (0..<p).map { cells * ($0 + 1) / weight }
+    counts[p - 1] += cells - counts.reduce(0, +)
+    let lo = counts.prefix(r).reduce(0, +)
+    let (mine, tm) = try model(lo..<(lo + counts[r]), comm)
+    // Class and batch weights come from integer counts (exact); the PCA centroid distances from a
+    // distributed randomized PCA, which agrees across rank counts to ~1e-5 (the 20-celldata check).
+    expect(mine.statistics.classWeights == single.statistics.classWeights && mine.statistics.batchWeights == single.statistics.batchWeights,
+           "CELLULAR class/batch weights differ from one rank")
+    let pd = zip(mine.statistics.pcaDistances, single.statistics.pcaDistances).map { abs($0 - $1) }.max() ?? 1
+    expect(pd <= 1e-4, "CELLULAR PCA centroid distances differ from one rank by \(pd)")
+    expect(mine.trainingCells!.idSpace == single.trainingCells!.idSpace, "CELLULAR validation split differs from one rank")
+    var lm: [Double] = [], ls: [Double] = []
+    for _ in 0..<4 { lm.append(try tm.step().0); ls.append(try ts.step().0) }
+    func params(_ m: CELLULAR) -> [Float] { Array(UnsafeBufferPointer(start: m.store.valuesPointer, count: m.store.count)) }
+    let a = params(single), b = params(mine)
+    let diff = zip(a, b).map { abs($0 - $1) }.max()! / a.map(abs).max()!
+    expect(diff <= 1e-5, "CELLULAR parameters after 4 steps differ from one rank by \(diff)")
+    let ld = zip(lm, ls).map { abs($0 - $1) / abs($1) }.max()!
+    expect(ld <= 1e-5, "CELLULAR step losses differ from one rank by \(ld)")
+    expect(zip(a, params(try model(0..<cells, Communicator.solo).0)).contains { $0 != $1 }, "the steps changed the parameters")
+    let vm = try mine.validationLoss(), vs = try single.validationLoss()
+    expect(abs(vm - vs) <= 1e-5 * abs(vs), "CELLULAR validation loss \(vm) vs one rank \(vs)")
 }
 
 // Global verdict: every rank's counts summed.
