@@ -1,4 +1,5 @@
 import Collectives
+import Settings
 import TensorCore
 #if canImport(Glibc)
 import Glibc
@@ -7,28 +8,40 @@ import Darwin
 #endif
 
 /// Parameters of a simulated count matrix: negative-binomial counts for K cell types (some
-/// rare), batch effects and cell-to-cell library-size variation.
-public struct SimulationSpec: Sendable, Codable {
+/// rare), batch effects and cell-to-cell library-size variation. (The `simulation:` section.)
+public struct SimulationSpec: SettingsSection {
+    @Setting("Cells.", min: 1)
     public var cells = 2000
+    @Setting("Genes.", min: 1)
     public var genes = 1000
+    @Setting("Cell types.", min: 1)
     public var types = 5
-    /// How many of the types are rare, and the fraction of cells each rare type gets.
+    @Setting("How many of the types are rare.", min: 0)
     public var rareTypes = 1
+    @Setting("Fraction of the cells each rare type gets.", min: 0, max: 1)
     public var rareFraction = 0.01
+    @Setting("Batches.", min: 1)
     public var batches = 2
-    /// Log-scale sd of a gene's per-batch multiplicative effect.
+    @Setting("Log-scale sd of a gene's per-batch multiplicative effect.", min: 0)
     public var batchEffect = 0.3
-    /// Fraction of genes that mark each type, and their log fold change.
+    @Setting("Fraction of genes that mark each type.", min: 0, max: 1)
     public var markerFraction = 0.05
+    @Setting("Log fold change of a type's marker genes.", min: 0)
     public var markerLogFold = 2.0
-    /// NB dispersion φ (variance = μ + φ μ²).
+    @Setting("NB dispersion φ (variance = μ + φμ²).", min: 0)
     public var dispersion = 0.2
-    /// Mean count per gene per cell before type/batch/size effects (log-normal over genes).
+    @Setting("Mean count per gene per cell before type, batch and size effects (log-normal over genes).", min: 1e-9)
     public var meanExpression = 0.3
-    /// Log-scale sd of library size across cells.
+    @Setting("Log-scale sd of library sizes across cells.", min: 0)
     public var librarySD = 0.4
+    @Setting("Random seed.")
     public var seed: UInt64 = 1
     public init() {}
+
+    public func validate() throws {
+        if rareTypes >= types && rareTypes > 0 { throw SettingsError(key: "simulation.rare_types", "must be < simulation.types (\(types))") }
+        if Double(rareTypes) * rareFraction >= 1 { throw SettingsError(key: "simulation.rare_fraction", "rare types would take every cell (rare_types × rare_fraction ≥ 1)") }
+    }
 }
 
 /// The simulator's random numbers: a TensorCore `RandomStream` plus the Double-precision

@@ -1,17 +1,35 @@
 // Small data runs: simulate a labelled dataset, score an obs column against labels.
 import CellData
 import Collectives
+import Settings
+
+/// `output:` of `simulate`.
+public struct SimulationOutputSettings: SettingsSection, Equatable {
+    @Setting("Output .h5ad.")
+    public var path = ""
+    @Setting("gzip level 0…9 for X (chunked, as anndata's compression='gzip'; null: uncompressed).", min: 0, max: 9)
+    public var gzip: Int? = nil
+    public init() {}
+    public func validate() throws {
+        if path.isEmpty { throw SettingsError(key: "output.path", "give the output file (the first argument)") }
+    }
+}
+
+/// `syncytium simulate`.
+public struct SimulateSpec: SettingsSection {
+    @Setting("Log level: trace, debug, info, notice, warning, error.")
+    public var logLevel = LogLevel.info
+    public var simulation = SimulationSpec()
+    public var output = SimulationOutputSettings()
+    public init() {}
+}
 
 public enum SimulateRun {
     /// Collective: ranks generate and write disjoint row blocks; the file does not depend on the rank count.
     public static func run(_ spec: SimulationSpec, output: String, gzip: Int?, comm: Communicator) throws -> (nnz: Int64, seconds: Double) {
         try agreeing(comm) {
-            guard spec.cells >= comm.size, spec.genes > 0, spec.types > 0, spec.rareTypes < spec.types || spec.rareTypes == 0,
-                  spec.batches > 0, (0..<1).contains(spec.rareFraction * Double(max(spec.rareTypes, 1))),
-                  gzip.map({ (0...9).contains($0) }) ?? true else {
-                throw CellDataError(file: output, object: "simulate",
-                                    problem: "need cells ≥ ranks, genes > 0, 0 ≤ rare types < types, batches > 0, rare fraction × rare types < 1, gzip in 0…9",
-                                    fix: "fix the options")
+            guard spec.cells >= comm.size else {
+                throw CellDataError("simulation.cells: \(spec.cells) cells for \(comm.size) ranks; give at least one cell per rank")
             }
         }
         try OutputCheck.verify(output: output, input: "", overwriteInput: false, comm: comm)

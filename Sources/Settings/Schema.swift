@@ -92,11 +92,17 @@ public enum SettingsSchema {
         return Mirror(reflecting: section).children.map { ($0.label ?? "?", $0.value) }
     }
 
-    /// `batchSize` → `batch_size`; `learningRateK` → `learning_rate_k`.
+    /// `batchSize` → `batch_size`; an acronym stays one word: `librarySD` → `library_sd`.
     public static func snakeCase(_ s: String) -> String {
+        let c = Array(s)
         var out = ""
-        for c in s {
-            if c.isUppercase { if !out.isEmpty { out.append("_") }; out += c.lowercased() } else { out.append(c) }
+        for (i, ch) in c.enumerated() {
+            if ch.isUppercase && i > 0 {
+                let prevLower = c[i - 1].isLowercase || c[i - 1].isNumber
+                let nextLower = i + 1 < c.count && c[i + 1].isLowercase
+                if prevLower || (c[i - 1].isUppercase && nextLower) { out.append("_") }
+            }
+            out += ch.lowercased()
         }
         return out
     }

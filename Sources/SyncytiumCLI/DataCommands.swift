@@ -58,43 +58,28 @@ struct Inspect: ParsableCommand {
     }
 }
 
-struct Simulate: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Write a simulated .h5ad: negative-binomial counts, K types (some rare), batches, library sizes.",
-        discussion: "Ranks generate and write disjoint row blocks in parallel; the file does not depend on the rank count.")
-
-    @Argument(help: "Output .h5ad path.")
-    var output: String
-    @Option(help: "Cells.") var cells = 2000
-    @Option(help: "Genes.") var genes = 1000
-    @Option(help: "Cell types.") var types = 5
-    @Option(help: "How many of the types are rare.") var rareTypes = 1
-    @Option(help: "Fraction of cells in each rare type.") var rareFraction = 0.01
-    @Option(help: "Batches.") var batches = 2
-    @Option(help: "Log-scale sd of per-batch gene effects.") var batchEffect = 0.3
-    @Option(help: "NB dispersion φ (variance = μ + φμ²).") var dispersion = 0.2
-    @Option(help: "Mean count per gene per cell (before effects).") var meanExpression = 0.3
-    @Option(help: "Log-scale sd of library sizes.") var librarySd = 0.4
-    @Option(help: "Random seed.") var seed: UInt64 = 1
-    @Option(help: "gzip level for X (chunked, as anndata's compression='gzip'); default uncompressed.") var gzip: Int?
-    @Flag(help: "Print JSON instead of text.") var json = false
+struct Simulate: RunCommand {
+    typealias Spec = SimulateSpec
+    static let positionals = ["output.path"]
+    static var configuration: CommandConfiguration {
+        CommandConfiguration(
+            abstract: "Write a simulated .h5ad: negative-binomial counts, K types (some rare), batches, library sizes.",
+            usage: "syncytium simulate OUTPUT [--cells N] [--genes G] [--types K] … [--json]",
+            discussion: settingsHelp("Ranks generate and write disjoint row blocks in parallel; the file does not depend on the rank count."))
+    }
+    @Argument(parsing: .captureForPassthrough, help: "OUTPUT and settings (see below).") var words: [String] = []
 
     struct Output: Codable { var file: String; var cells: Int; var genes: Int; var nnz: Int64; var seconds: Double; var ranks: Int }
 
-    func run() throws {
-        let comm = Communicator.world
-        var spec = SimulationSpec()
-        spec.cells = cells; spec.genes = genes; spec.types = types; spec.rareTypes = rareTypes
-        spec.rareFraction = rareFraction; spec.batches = batches; spec.batchEffect = batchEffect
-        spec.dispersion = dispersion; spec.meanExpression = meanExpression; spec.librarySD = librarySd; spec.seed = seed
-        runDataCommand(comm) {
-            let r = try SimulateRun.run(spec, output: output, gzip: gzip, comm: comm)
-            guard comm.rank == 0 else { return }
-            let out = Output(file: output, cells: cells, genes: genes, nnz: r.nnz, seconds: r.seconds, ranks: comm.size)
-            if json { print(try jsonString(out)) } else {
-                print("wrote \(output): \(cells) cells × \(genes) genes, nnz \(r.nnz), \(fmt(r.seconds, 2)) s on \(comm.size) rank(s)")
-            }
+    func execute(_ spec: SimulateSpec, comm: Communicator) throws -> Bool {
+        let s = spec.simulation, path = spec.output.path
+        let r = try SimulateRun.run(s, output: path, gzip: spec.output.gzip, comm: comm)
+        guard comm.rank == 0 else { return true }
+        let out = Output(file: path, cells: s.cells, genes: s.genes, nnz: r.nnz, seconds: r.seconds, ranks: comm.size)
+        if jsonRequested { print(try jsonString(out)) } else {
+            print("wrote \(path): \(s.cells) cells × \(s.genes) genes, nnz \(r.nnz), \(fmt(r.seconds, 2)) s on \(comm.size) rank(s)")
         }
+        return true
     }
 }
 

@@ -15,6 +15,7 @@ final class SpecTests: XCTestCase {
           input: in.h5ad
           counts: layers/counts
           label_key: cell_type
+          batch_key: donor
         preprocess:
           min_counts: 2
           min_genes: 3
@@ -66,7 +67,7 @@ final class SpecTests: XCTestCase {
           overwrite_input: true
         """
 
-    let everyOption = ["in.h5ad", "--seed", "11", "--log-level", "debug", "--counts", "layers/counts", "--label-key", "cell_type",
+    let everyOption = ["in.h5ad", "--seed", "11", "--log-level", "debug", "--counts", "layers/counts", "--label-key", "cell_type", "--batch-key", "donor",
                        "--min-counts", "2", "--min-genes", "3", "--min-cells", "4", "--target-sum", "5000", "--top-genes", "500",
                        "--flavor", "cell_ranger", "--model", "scname", "--mask-probability", "0.25", "--neighbours", "7",
                        "--temperature", "0.5", "--dims", "128,32,16", "--alpha", "0.5", "--beta", "0.2", "--gamma", "0.3",

@@ -129,3 +129,13 @@ final class SettingsTests: XCTestCase {
         }
     }
 }
+
+final class SnakeCaseTests: XCTestCase {
+    func testKeysFromPropertyNames() {
+        XCTAssertEqual(SettingsSchema.snakeCase("batchSize"), "batch_size")
+        XCTAssertEqual(SettingsSchema.snakeCase("librarySD"), "library_sd")
+        XCTAssertEqual(SettingsSchema.snakeCase("bucketMib"), "bucket_mib")
+        XCTAssertEqual(SettingsSchema.snakeCase("xyzHTTPServer"), "xyz_http_server")
+        XCTAssertEqual(SettingsSchema.snakeCase("seed"), "seed")
+    }
+}
