@@ -77,6 +77,9 @@ public protocol Model: TrainingTask {
     var pretrainedAssignment: [Int32]? { get }
     /// Values to report after training, in order (e.g. K, the last label change).
     var report: [(String, ReportValue)] { get }
+    /// Cells per optimiser step the model needs whatever `trainer.batch_size` says (e.g. every
+    /// cell, for full-graph steps of a graph model), or nil to use the configured batch.
+    var globalBatchSize: Int? { get }
 }
 
 extension Model {
@@ -84,4 +87,5 @@ extension Model {
     public func clusterAssignment(comm: Communicator) throws -> (labels: [Int32], clusters: Int)? { nil }
     public var pretrainedAssignment: [Int32]? { nil }
     public var report: [(String, ReportValue)] { [] }
+    public var globalBatchSize: Int? { nil }
 }

@@ -70,6 +70,11 @@ extension ReportValue {
 func train(_ model: any Model, config: TrainerConfig, seed: UInt64, runSpec: String, data: Dataset,
            comm: Communicator) throws -> (trainer: Trainer, outcome: TrainingOutcome) {
     let plan = TrainingPlan(epochs: model.totalEpochs, seed: seed, learningRateChange: model.learningRateChange, runSpec: runSpec)
+    var config = config
+    if let b = model.globalBatchSize, b != config.batchSize {
+        log.info("\(type(of: model).name): \(b) cells per step (trainer.batch_size \(config.batchSize) does not apply)")
+        config.batchSize = b
+    }
     let trainer = try Trainer(task: model, config: config, plan: plan, cellIds: data.cellIds, idSpace: data.cells, comm: comm)
     if config.resume == .auto, let ck = try trainer.resumeIfPossible() {
         log.info("resumed from \(ck.path) at epoch \(trainer.epoch + 1), step \(trainer.stepInEpoch + 1)")
