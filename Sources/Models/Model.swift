@@ -80,6 +80,11 @@ public protocol Model: TrainingTask {
     /// Cells per optimiser step the model needs whatever `trainer.batch_size` says (e.g. every
     /// cell, for full-graph steps of a graph model), or nil to use the configured batch.
     var globalBatchSize: Int? { get }
+    /// The peak learning rate the model trains at whatever `trainer.lr` says (its own hyperparameter),
+    /// or nil to use the configured one.
+    var learningRate: Float? { get }
+    /// Collective. The cell graph the model trained on, for obsp (nil: none).
+    func resultGraph(comm: Communicator) throws -> ResultGraph?
 }
 
 extension Model {
@@ -88,4 +93,6 @@ extension Model {
     public var pretrainedAssignment: [Int32]? { nil }
     public var report: [(String, ReportValue)] { [] }
     public var globalBatchSize: Int? { nil }
+    public var learningRate: Float? { nil }
+    public func resultGraph(comm: Communicator) throws -> ResultGraph? { nil }
 }

@@ -75,6 +75,10 @@ func train(_ model: any Model, config: TrainerConfig, seed: UInt64, runSpec: Str
         log.info("\(type(of: model).name): \(b) cells per step (trainer.batch_size \(config.batchSize) does not apply)")
         config.batchSize = b
     }
+    if let lr = model.learningRate, lr != config.lr {
+        log.info("\(type(of: model).name): learning rate \(lr) (model.lr; trainer.lr \(config.lr) does not apply)")
+        config.lr = lr
+    }
     let trainer = try Trainer(task: model, config: config, plan: plan, cellIds: data.cellIds, idSpace: data.cells, comm: comm)
     if config.resume == .auto, let ck = try trainer.resumeIfPossible() {
         log.info("resumed from \(ck.path) at epoch \(trainer.epoch + 1), step \(trainer.stepInEpoch + 1)")
