@@ -116,13 +116,18 @@ final class SCDEFRTests: XCTestCase {
         // All neighbours (evaluation): the seed's rows are its full-graph rows.
         let seeds = [3, 40, 77]
         let full = try m.egoBatch(seeds: seeds, sample: nil)
-        for (e, s) in seeds.enumerated() {
+        for e in seeds.indices {
             let r = Int(full.lossRows![e])
             XCTAssertEqual(full.adjn.rowPtr[r + 1] - full.adjn.rowPtr[r], 10)
             XCTAssertEqual(full.edges.rowPtr[e + 1] - full.edges.rowPtr[e], 10)
             XCTAssertEqual(full.edgeWeights![e], 1)
-            let tagSum = full.tag.values[full.tag.rowPtr[r]..<full.tag.rowPtr[r + 1]].reduce(0, +)
-            XCTAssertEqual(tagSum, m.graph.tagRowSum[s], accuracy: 1e-5)
+            // Â of the neighbourhood: symmetric, D^−½ W D^−½ with the neighbourhood's degrees.
+            let lo = Int(full.lossRows![e]), hi = e + 1 < seeds.count ? Int(full.lossRows![e + 1]) : full.tag.rows
+            var w = [[Float]](repeating: [Float](repeating: 0, count: hi - lo), count: hi - lo)
+            for i in lo..<hi { for p in full.tag.rowPtr[i]..<full.tag.rowPtr[i + 1] { w[i - lo][Int(full.tag.slot[p]) - lo] = full.tag.values[p] } }
+            for i in 0..<(hi - lo) { for j in 0..<(hi - lo) { XCTAssertEqual(w[i][j], w[j][i], accuracy: 1e-6, "Â symmetric") } }
+            let deg = (0..<(hi - lo)).map { i in Float(w[i].filter { $0 > 0 }.count) }
+            for j in 0..<(hi - lo) where w[0][j] > 0 { XCTAssertEqual(w[0][j], 1 / (deg[0] * deg[j]).squareRoot(), accuracy: 1e-6) }
         }
         // Sampled: 1 + fanout cells per seed, the same draw for the same (epoch, step), another for another step.
         let b1 = try m.egoBatch(seeds: seeds, sample: (0, 0, 0)), b2 = try m.egoBatch(seeds: seeds, sample: (0, 0, 0))

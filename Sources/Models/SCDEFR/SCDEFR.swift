@@ -12,8 +12,8 @@
 // - Two ways to train (`training`): full-graph steps (the reference: one step sees every cell; graph
 //   layers run across ranks with halo exchange, batch norm over all cells) and mini-batches: each
 //   seed cell of the global batch with `fanout` of its neighbours, the graph operators restricted to
-//   that neighbourhood (Â's rows rescaled to their full-graph sums, A/k rows renormalised, the edge
-//   loss of a seed rescaled by k / edges present). `auto` picks by the number of cells.
+//   that neighbourhood (Â normalised with the neighbourhood's own degrees, A/k rows renormalised,
+//   the edge loss of a seed rescaled by k / edges present). `auto` picks by the number of cells.
 // - The per-cell fusion weights a, b are owned by the rank owning the cell (`OwnedParameter`), with
 //   their own Adam state (torch's Adam semantics); mini-batch steps fetch remote rows by halo.
 // - Batch norm uses the statistics of all cells of the step over all ranks; dropout masks are drawn
@@ -338,7 +338,7 @@ public final class SCDEFR: Model {
     /// Collective. Each seed (a local row) with `fanout` of its neighbours sampled (all of them when
     /// `sample` is nil), keyed by (seed, epoch, step, micro-batch, cell id) so the draw does not depend
     /// on the rank count; the graph operators restricted to each neighbourhood (block-diagonal), the
-    /// rows of other ranks' cells (expression, graph rows, degrees, fusion weights) by halo exchange.
+    /// rows of other ranks' cells (expression, graph rows, fusion weights) by halo exchange.
     func egoBatch(seeds: [Int], sample: (epoch: Int, step: Int, micro: Int)?) throws -> Batch {
         let h = hyperparameters, a = graph.adjacency, first = graph.first, n = x.rows
         var nodes: [Int64] = [], start = [0], keys: [UInt64] = []
@@ -359,10 +359,7 @@ public final class SCDEFR: Model {
         let plan = try HaloPlan(needed: nodes.filter { !isLocal($0) }, layout: graph.layout, comm: comm)
         let rx = try plan.fetchSparse(rowPtr: x.rowPtr, columns: x.colIdx, values: x.values)
         let ra = try plan.fetchSparse(rowPtr: a.rowPtr, columns: a.cols, values: a.values)
-        var degrees = [Float](repeating: 0, count: 2 * n)
-        for i in 0..<n { degrees[2 * i] = graph.inDegree[i]; degrees[2 * i + 1] = graph.tagRowSum[i] }
-        let rd = try plan.fetch(degrees, width: 2)
-        // Per instance: its source (local row, or halo row), expression row, graph row, degrees.
+        // Per instance: its source (local row, or halo row), expression row, graph row.
         let m = nodes.count
         var src = [Int32](repeating: 0, count: m)
         for (i, g) in nodes.enumerated() { src[i] = isLocal(g) ? Int32(Int(g) - first) : Int32(-1 - plan.index(of: g)!) }
@@ -371,10 +368,6 @@ public final class SCDEFR: Model {
             if s >= 0 { return a.row(s).cols }
             let r = -1 - s
             return ra.columns[Int(ra.rowPtr[r])..<Int(ra.rowPtr[r + 1])]
-        }
-        func degree(_ i: Int) -> (inDegree: Float, tagSum: Float) {
-            let s = Int(src[i])
-            return s >= 0 ? (graph.inDegree[s], graph.tagRowSum[s]) : (rd[2 * (-1 - s)], rd[2 * (-1 - s) + 1])
         }
         var xp: [Int64] = [0], xc: [Int32] = [], xv: [Float] = []
         for i in 0..<m {
@@ -406,13 +399,12 @@ public final class SCDEFR: Model {
                 // A/k restricted: the present neighbours (the cell itself among them), renormalised.
                 for j in present { adjS.append(j); adjV.append(1 / Float(present.count)) }
                 adjP.append(adjS.count)
-                // Â (edges source i → target j): entry of row j at slot i; symmetric: also j → i, once.
-                let di = degree(i).inDegree
+                // Edges of TAGConv's graph in the neighbourhood (source i → target j; symmetric: also
+                // j → i), each once; normalised below by the neighbourhood's own degrees.
                 for j in present {
-                    let v = 1 / (di * degree(Int(j)).inDegree).squareRoot()
                     let pairs = graph.symmetricTAG ? [(Int(j), i), (i, Int(j))] : [(Int(j), i)]
                     for (target, source) in pairs where tagSeen.insert(Int64(target) * Int64(m) + Int64(source)).inserted {
-                        tagRows[target].append((Int32(source), v))
+                        tagRows[target].append((Int32(source), 1))
                     }
                 }
                 if i == lo {
@@ -422,12 +414,16 @@ public final class SCDEFR: Model {
                 }
             }
         }
+        // Â of the neighbourhood as a graph of its own: D^−½ (Aᵀ or A ∪ Aᵀ restricted) D^−½ with the
+        // degrees inside it (as subgraph-sampling GCN training normalises its subgraphs). Rescaling
+        // the restricted rows to their full-graph sums instead amplifies the boundary cells, which keep
+        // few of their edges, by their missing degree at every one of the 9 propagations.
+        let localDegree = tagRows.map { Float($0.count) }
         var tagP = [0], tagS: [Int32] = [], tagV: [Float] = []
         for j in 0..<m {
-            let row = tagRows[j].sorted { $0.0 < $1.0 }
-            let sum = row.reduce(Float(0)) { $0 + $1.1 }
-            let scale = sum > 0 ? degree(j).tagSum / sum : 0
-            for (s, v) in row { tagS.append(s); tagV.append(v * scale) }
+            for (s, _) in tagRows[j].sorted(by: { $0.0 < $1.0 }) {
+                tagS.append(s); tagV.append(1 / (localDegree[j] * localDegree[Int(s)]).squareRoot())
+            }
             tagP.append(tagS.count)
         }
         let seedPositions = (0..<seeds.count).map { Int32(start[$0]) }

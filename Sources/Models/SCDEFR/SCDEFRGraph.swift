@@ -25,11 +25,8 @@ struct SCDEFRGraph {
     /// TAGConv's Â = D_in^−½ Aᵀ D_in^−½ and A/k, both distributed (halo rows).
     let tag: GraphOperator
     let adjn: GraphOperator
-    /// Degree of each local cell in TAGConv's graph (in-degree of A, or degree of A ∪ Aᵀ) and the sum
-    /// of its row of Â (for restricting Â to sampled neighbourhoods without changing its scale).
+    /// TAGConv propagates along A ∪ Aᵀ (else along the directed edges).
     let symmetricTAG: Bool
-    let inDegree: [Float]
-    let tagRowSum: [Float]
 
     /// Collective.
     static func build(_ data: Dataset, neighbours k: Int, pca: Int, exactLimit: Int, symmetricTAG: Bool, seed: UInt64,
@@ -63,8 +60,7 @@ struct SCDEFRGraph {
         let tagGraph = try t.symmetricNormalized(selfLoops: false, layout: layout, comm: comm)
         return SCDEFRGraph(layout: layout, first: first, pcs: pc.scores, pcaDim: pc.nComps, adjacency: a, knn: knn,
                            tag: try GraphOperator(graph: tagGraph, layout: layout, comm: comm),
-                           adjn: try GraphNormalization.rowNormalized(a, layout: layout, comm: comm), symmetricTAG: symmetricTAG,
-                           inDegree: t.degrees, tagRowSum: tagGraph.degrees)
+                           adjn: try GraphNormalization.rowNormalized(a, layout: layout, comm: comm), symmetricTAG: symmetricTAG)
     }
 
     /// Collective. The symmetrised graph (A + Aᵀ)/2 (obsp connectivities, spectral clustering).
