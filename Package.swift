@@ -27,7 +27,8 @@ let swiftSettings: [SwiftSetting] = targetCPU.map { [.unsafeFlags(["-target-cpu"
 //   Collectives (the only importer of CMPI), Settings (Yams)
 //   TensorCore (the only importer of COpenBLAS) → Autograd → NN
 //   HDF5IO (the only importer of CHDF5; MPI-IO on a communicator handed in from Collectives) → CellData
-//   Clustering → Neighbors (Neighbors uses Clustering's k-means for its IVF quantiser)
+//   Clustering → Neighbors (Neighbors uses Clustering's k-means for its IVF quantiser) → GraphLayers
+//     (distributed graph layers on the tape: Neighbors' halo exchange + Autograd + NN)
 //   Training → Models (Registry + one folder per model) → Pipelines
 //   SyncytiumBench, TestSupport → SyncytiumCLI, MPIChecks, tests
 
@@ -64,10 +65,12 @@ let package = Package(
         .target(name: "Clustering", dependencies: ["Collectives", "TensorCore"], swiftSettings: swiftSettings),
         // Neighbors uses Clustering's k-means for its IVF quantiser.
         .target(name: "Neighbors", dependencies: ["Collectives", "TensorCore", "Clustering"], swiftSettings: swiftSettings),
+        // Graph layers over the distributed kNN graph (TAGConv, GCN, graph attention, batch norm over all ranks).
+        .target(name: "GraphLayers", dependencies: ["Collectives", "TensorCore", "Autograd", "NN", "Neighbors"], swiftSettings: swiftSettings),
         .target(name: "Training", dependencies: ["Collectives", "TensorCore", "Autograd", "NN", "Settings", .product(name: "Logging", package: "swift-log")],
                 swiftSettings: swiftSettings),
         .target(name: "Models", dependencies: ["Collectives", "TensorCore", "Autograd", "NN", "CellData", "Clustering", "Neighbors",
-                                               "Training", "Settings", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
+                                               "GraphLayers", "Training", "Settings", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
         // End-to-end runs (cluster, train, knn, preprocess, …) as functions of (spec, communicator).
         .target(name: "Pipelines", dependencies: ["Collectives", "TensorCore", "CellData", "Clustering", "Neighbors",
                                                   "Training", "Models", "Settings", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
@@ -90,7 +93,7 @@ let package = Package(
         // Test support (finite-difference gradient checks), for the test targets and MPIChecks only.
         .target(name: "TestSupport", dependencies: ["TensorCore", "Autograd", "NN", "Training"], swiftSettings: swiftSettings),
         // Multi-rank checks, run under real mpirun by launch/test (XCTest cannot span processes).
-        .executableTarget(name: "MPIChecks", dependencies: ["Collectives", "Clustering", "Neighbors", "TensorCore", "Training", "NN", "Models", "TestSupport"],
+        .executableTarget(name: "MPIChecks", dependencies: ["Collectives", "Clustering", "Neighbors", "GraphLayers", "TensorCore", "Autograd", "Training", "NN", "Models", "TestSupport"],
                          swiftSettings: swiftSettings),
 
         .testTarget(name: "CollectivesTests", dependencies: ["Collectives"], swiftSettings: swiftSettings),
@@ -99,11 +102,12 @@ let package = Package(
         .testTarget(name: "NNTests", dependencies: ["TensorCore", "Autograd", "NN"], swiftSettings: swiftSettings),
         .testTarget(name: "TrainingTests", dependencies: ["TestSupport", "Training", "Collectives", "TensorCore", "Autograd", "NN"], swiftSettings: swiftSettings),
         .testTarget(name: "NeighborsTests", dependencies: ["Neighbors", "Collectives", "TensorCore"], exclude: ["Fixtures"], swiftSettings: swiftSettings),
+        .testTarget(name: "GraphLayersTests", dependencies: ["GraphLayers", "TestSupport", "Neighbors", "Collectives", "TensorCore", "Autograd", "NN"], swiftSettings: swiftSettings),
         .testTarget(name: "ClusteringTests", dependencies: ["Clustering", "Collectives", "TensorCore"], swiftSettings: swiftSettings),
         .testTarget(name: "CellDataTests", dependencies: ["HDF5IO", "CellData", "Collectives", "TensorCore"], exclude: ["Fixtures"], swiftSettings: swiftSettings),
         .testTarget(name: "SyncytiumBenchTests", dependencies: ["SyncytiumBench", "Collectives"], swiftSettings: swiftSettings),
         .testTarget(name: "SettingsTests", dependencies: ["Settings"], swiftSettings: swiftSettings),
         .testTarget(name: "PipelinesTests", dependencies: ["Pipelines", "Settings", "Models", "Training", "Collectives", "CellData"], swiftSettings: swiftSettings),
-        .testTarget(name: "ModelsTests", dependencies: ["TestSupport", "Models", "Training", "Collectives", "TensorCore", "Autograd", "NN", "Neighbors", "Clustering", "CellData"], swiftSettings: swiftSettings),
+        .testTarget(name: "ModelsTests", dependencies: ["TestSupport", "Models", "Training", "Collectives", "TensorCore", "Autograd", "NN", "Neighbors", "GraphLayers", "Clustering", "CellData"], swiftSettings: swiftSettings),
     ]
 )

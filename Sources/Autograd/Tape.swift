@@ -33,6 +33,11 @@ public final class Tape {
     var nodes: [Node] = []
     private var pool: [Int: [TensorStorage]] = [:]
     private var inUse: [TensorStorage] = []
+    /// The reset cycle in which each pooled size was last asked for: sizes not asked for during the
+    /// last two cycles are freed at `reset()`, so steps of changing shapes (sampled neighbourhoods,
+    /// a short last batch) do not keep every shape they ever had.
+    private var lastUse: [Int: Int] = [:]
+    private var cycle = 0
     private var parameterNodes: [Int] = []
 
     /// Training mode (dropout active, batch norm uses batch statistics). Default true.
@@ -51,6 +56,7 @@ public final class Tape {
     public func alloc(_ rows: Int, _ cols: Int) -> Tensor {
         let n = rows * cols
         let s: TensorStorage
+        lastUse[n] = cycle
         if let reused = pool[n]?.popLast() { s = reused } else { s = TensorStorage(uninitializedCount: n) }
         inUse.append(s)
         return Tensor(rows: rows, cols: cols, storage: s)
@@ -71,6 +77,11 @@ public final class Tape {
             pool[inUse[i].count, default: []].append(inUse[i])
         }
         inUse.removeAll(keepingCapacity: true)
+        for (n, used) in lastUse where used < cycle - 1 {
+            pool[n] = nil
+            lastUse[n] = nil
+        }
+        cycle += 1
     }
 
     /// Total elements held by the pool and in use (for memory diagnostics).

@@ -74,6 +74,16 @@ var failed = 0
 }
 
 let r = comm.rank, p = comm.size
+
+// The distributed graph layers only (launch/tests.d/70-scdefr): N ranks vs one, and finite differences.
+if args.contains("--graph-layers") {
+    run("distributed graph layers = single rank") { try graphLayerChecks(comm: comm, expect: { expect($0, $1) }) }
+    let totals = comm.orAbort { try comm.allreduce(value: Int64(passed), op: .sum) }
+    let failures = comm.orAbort { try comm.allreduce(value: Int64(failed), op: .sum) }
+    if r == 0 { print("mpi-graph-layers (np=\(p)): \(totals) passed, \(failures) failed") }
+    comm.finalize()
+    exit(failures == 0 ? 0 : 1)
+}
 if args.contains("--checked") {
     // Every collective below runs through the signature check and stall watchdog: they must not
     // change any result nor fire on correct code.
@@ -428,6 +438,7 @@ run("CELLULAR on N ranks = one rank") {
     let vm = try mine.validationLoss(), vs = try single.validationLoss()
     expect(abs(vm - vs) <= 1e-5 * abs(vs), "CELLULAR validation loss \(vm) vs one rank \(vs)")
 }
+run("distributed graph layers = single rank") { try graphLayerChecks(comm: comm, expect: { expect($0, $1) }) }
 
 // Global verdict: every rank's counts summed.
 let totals = comm.orAbort { try comm.allreduce(value: Int64(passed), op: .sum) }

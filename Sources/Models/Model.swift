@@ -86,6 +86,14 @@ public protocol Model: TrainingTask {
     var learningRateSchedulePlan: (warmupEpochs: Int, cosineEpochs: Int)? { get }
     /// Collective. Called once training has completed (e.g. restore the early-stopping best).
     func trainingDidEnd() throws
+    /// Cells per optimiser step the model needs whatever `trainer.batch_size` says (e.g. every
+    /// cell, for full-graph steps of a graph model), or nil to use the configured batch.
+    var globalBatchSize: Int? { get }
+    /// The peak learning rate the model trains at whatever `trainer.lr` says (its own hyperparameter),
+    /// or nil to use the configured one.
+    var learningRate: Float? { get }
+    /// Collective. The cell graph the model trained on, for obsp (nil: none).
+    func resultGraph(comm: Communicator) throws -> ResultGraph?
 }
 
 extension Model {
@@ -96,4 +104,7 @@ extension Model {
     public var learningRateSchedulePlan: (warmupEpochs: Int, cosineEpochs: Int)? { nil }
     public func trainingDidEnd() throws {}
     public var report: [(String, ReportValue)] { [] }
+    public var globalBatchSize: Int? { nil }
+    public var learningRate: Float? { nil }
+    public func resultGraph(comm: Communicator) throws -> ResultGraph? { nil }
 }

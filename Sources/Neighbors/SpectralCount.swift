@@ -64,8 +64,9 @@ public enum SpectralClusterCount {
         return Result(k: best, eigenvalues: eig)
     }
 
-    /// Cholesky QR (twice, for stability): returns W R⁻¹ with orthonormal columns over all ranks.
-    static func orthonormalize(_ w: [Float], n: Int, b: Int, comm: Communicator) throws -> [Float] {
+    /// Collective. Cholesky QR (twice, for stability) of the n × b rows of W this rank holds: returns
+    /// W R⁻¹, whose columns are orthonormal over all ranks.
+    public static func orthonormalize(_ w: [Float], n: Int, b: Int, comm: Communicator) throws -> [Float] {
         var x = w
         for _ in 0..<2 {
             var g = [Double](repeating: 0, count: b * b)

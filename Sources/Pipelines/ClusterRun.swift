@@ -89,6 +89,7 @@ public enum ClusterRun {
             req.clusters = pred
             req.embedding = z.scalars
             req.embeddingDim = z.cols
+            if members == 1 { req.graph = try model.resultGraph(comm: comm) }
             var metrics: [(String, UnsValue)] = [("clusters", .integer(Int64(result.clusters))),
                                                  ("epochs_run", .integer(Int64(trainer.epoch))), ("seconds", .number(seconds))]
             metrics += model.report.filter { $0.0 != "clusters" }.map { ($0.0, $0.1.uns) }

@@ -71,6 +71,15 @@ func train(_ model: any Model, config: TrainerConfig, seed: UInt64, runSpec: Str
            comm: Communicator) throws -> (trainer: Trainer, outcome: TrainingOutcome) {
     let plan = TrainingPlan(epochs: model.totalEpochs, seed: seed, learningRateChange: model.learningRateChange, runSpec: runSpec,
                             epochSchedule: model.learningRateSchedulePlan)
+    var config = config
+    if let b = model.globalBatchSize, b != config.batchSize {
+        log.info("\(type(of: model).name): \(b) cells per step (trainer.batch_size \(config.batchSize) does not apply)")
+        config.batchSize = b
+    }
+    if let lr = model.learningRate, lr != config.lr {
+        log.info("\(type(of: model).name): learning rate \(lr) (model.lr; trainer.lr \(config.lr) does not apply)")
+        config.lr = lr
+    }
     let cells = model.trainingCells ?? (data.cellIds, data.cells)
     let trainer = try Trainer(task: model, config: config, plan: plan, cellIds: cells.ids, idSpace: cells.idSpace, comm: comm)
     if config.resume == .auto, let ck = try trainer.resumeIfPossible() {

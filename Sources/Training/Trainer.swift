@@ -22,6 +22,13 @@ public protocol TrainingTask: AnyObject {
     /// Per-cell state to checkpoint, and its restoration (possibly on another rank count).
     func checkpointShards() -> [String: Checkpoint.Shard]
     func restore(from checkpoint: URL, meta: CheckpointMeta) throws
+    /// True when the task's backward pass communicates (graph layers with halo rows, batch norm over
+    /// all ranks): the trainer then runs the backward pass on every rank in every micro-batch, also
+    /// where this rank has no rows (seeded with weight 0), so that no rank is left waiting.
+    var collectiveBackward: Bool { get }
+    /// Collective. After each optimiser step, with the learning rate it used: for parameters a task
+    /// keeps outside the replicated store (per-cell parameters owned by the rank owning the cell).
+    func stepDidEnd(learningRate: Float, trainer: Trainer) throws
 }
 
 extension TrainingTask {
@@ -29,6 +36,8 @@ extension TrainingTask {
     public func epochDidEnd(_ epoch: Int, trainer: Trainer) throws {}
     public func checkpointShards() -> [String: Checkpoint.Shard] { [:] }
     public func restore(from checkpoint: URL, meta: CheckpointMeta) throws {}
+    public var collectiveBackward: Bool { false }
+    public func stepDidEnd(learningRate: Float, trainer: Trainer) throws {}
 }
 
 /// Where a step is: epoch, step within it, optimiser steps so far, micro-batch.
@@ -245,20 +254,24 @@ public final class Trainer {
             let ctx = StepContext(epoch: epoch, step: stepInEpoch, globalStep: globalStep, microBatch: mb, seed: plan.seed)
             let (lossVar, terms) = try task.loss(rows: chunk, context: ctx, tape: tape)
             if mb > 0 { saveAccumulated(store) }
-            if chunk.isEmpty || !tape.requiresGrad(lossVar) {
+            if (chunk.isEmpty && !task.collectiveBackward) || !tape.requiresGrad(lossVar) {
                 store.zeroGrad()
             } else {
                 let w = Double(chunk.count) / batch
-                sums[0] += w * Double(tape.value(lossVar).scalar)
-                for (i, t) in terms.prefix(nTerms).enumerated() { sums[1 + i] += w * Double(t) }
+                if !chunk.isEmpty {
+                    sums[0] += w * Double(tape.value(lossVar).scalar)
+                    for (i, t) in terms.prefix(nTerms).enumerated() { sums[1 + i] += w * Double(t) }
+                }
                 try tape.backward(lossVar, seed: Tensor.scalar(Float(w)))
             }
             if mb > 0 { addAccumulated(store) }
         }
         tape.onParameterGradientReady = nil
         let tw = Communicator.time()
-        try reducer.reduceAndUpdate(sums: &sums, lr: learningRate(at: globalStep), clipNorm: config.clipNorm, optimizer: optimizer)
+        let lr = learningRate(at: globalStep)
+        try reducer.reduceAndUpdate(sums: &sums, lr: lr, clipNorm: config.clipNorm, optimizer: optimizer)
         globalStep += 1
+        try task.stepDidEnd(learningRate: lr, trainer: self)
         let t1 = Communicator.time()
         timings.steps += 1
         timings.total += t1 - t0

@@ -320,6 +320,25 @@ final class TapeTests: XCTestCase {
         XCTAssertEqual(gw.scalars, [3, 2])
     }
 
+    /// Steps whose shapes change every time (sampled neighbourhoods) keep the pool bounded: sizes not
+    /// asked for during the last two steps are freed.
+    func testChangingShapesDoNotGrowThePool() throws {
+        let t = Tape()
+        var rng = RandomStream(seed: 2)
+        let w = Tensor.uniform(rows: 8, cols: 6, -1, 1, rng: &rng), gw = Tensor(rows: 8, cols: 6)
+        var most = 0
+        for rows in 1...40 {
+            t.reset()
+            let x = Tensor.uniform(rows: rows, cols: 8, -1, 1, rng: &rng)
+            let h = t.linear(t.constant(x), t.parameter(w, grad: gw), nil, activation: .relu)
+            try t.backward(t.mean(t.softmax(h)))
+            if rows > 30 { most = max(most, t.pooledElements) }
+        }
+        // Each step of r rows holds a few r × 6 buffers; three steps' worth (the current and the two
+        // before) of the largest shapes bound the pool, far below the ~40 shapes a leak would keep.
+        XCTAssertLessThan(most, 3 * 8 * 40 * 6, "pool holds \(most) elements")
+    }
+
     func testSteadyStateReusesBuffers() throws {
         let t = Tape()
         var rng = RandomStream(seed: 1)
