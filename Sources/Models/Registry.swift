@@ -33,6 +33,7 @@ public enum ModelRegistry {
     /// Every model, one line each.
     public static let entries: [ModelEntry] = [
         ModelEntry(SCNAME.self),
+        ModelEntry(CICL.self),
         ModelEntry(MLPAutoencoder.self),
     ]
 
