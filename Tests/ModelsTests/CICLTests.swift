@@ -230,27 +230,20 @@ final class CICLOpTests: XCTestCase {
 }
 
 final class CICLModelTests: XCTestCase {
-    /// A model on a tiny synthetic shard (no file needed).
+    /// A model on the first `cells` cells and `genes` most variable genes of a shared dataset.
     func tinyModel(_ h: CICLHyperparameters, cells: Int = 30, genes: Int = 12, clusters: Int = 3) throws -> (CICL, Dataset) {
-        var rng = RandomStream(seed: 21, purpose: .custom("tiny"))
-        var rowPtr: [Int64] = [0], cols: [Int32] = [], vals: [Float] = []
-        for i in 0..<cells {
-            for j in 0..<genes where rng.uniform() < 0.5 || j % clusters == i % clusters {
-                cols.append(Int32(j)); vals.append(rng.uniform() * 2 + (j % clusters == i % clusters ? 2 : 0))
-            }
-            rowPtr.append(Int64(vals.count))
-        }
-        let x = try CSRMatrix(rows: cells, cols: genes, rowPtr: rowPtr, colIdx: cols, values: vals)
-        let (mu, sd) = try Dataset.geneMoments(x, comm: Communicator.world)
-        let shard = CellShard(nObs: cells, nVars: genes, rowIds: (0..<cells).map(Int64.init), rowPtr: rowPtr, colIdx: cols, values: vals,
-                              obs: Frame(index: (0..<cells).map(String.init)), vars: Frame(index: (0..<genes).map(String.init)),
-                              source: SourceInfo(file: "tiny", format: "anndata", matrixPath: "X", layout: "csr", dtype: "float32",
-                                                 nnz: Int64(vals.count)))
-        let data = Dataset(x: x, counts: x, sizeFactors: [Float](repeating: 1, count: cells), geneMean: mu, geneStd: sd,
-                           cellIds: (0..<cells).map(Int64.init), cells: cells, genes: genes, labels: nil, labelNames: [],
-                           shard: shard, removedCells: 0)
+        let path = "/work/shared/data/baron_mouse.h5ad"
+        try XCTSkipUnless(FileManager.default.fileExists(atPath: path), "shared dataset not present")
+        let comm = Communicator.world
+        var source = DataSettings(); source.input = path
+        var po = PreprocessOptions(); po.topGenes = genes
+        var data = try Dataset.load(source, preprocess: po, comm: comm)
+        let rows = Array(0..<cells)
+        data.x = data.x.gatherRows(rows); data.counts = data.counts.gatherRows(rows)
+        data.sizeFactors = Array(data.sizeFactors.prefix(cells)); data.cellIds = Array(data.cellIds.prefix(cells)); data.cells = cells
+        (data.geneMean, data.geneStd) = try Dataset.geneMoments(data.x, comm: comm)
         let m = try CICL(input: data, hyperparameters: h, context: ModelContext(seed: 1, clusters: clusters, maxClusters: clusters),
-                         comm: Communicator.world)
+                         comm: comm)
         return (m, data)
     }
 
