@@ -29,8 +29,10 @@
 // - argmax_j q_ij is computed as the nearest centre (q is a decreasing function of ‖h − c_j‖² for α > 0).
 // - Negatives: `global` (default) all-gathers the batch's projections, so the loss is that of the
 //   global batch whatever the rank count; `local` keeps the reference's per-rank negatives under DDP.
-// - One learning rate and weight decay for all parameters (the trainer's); the reference uses 1e-4 for
-//   the encoder (weight decay 1e-3) and 1e-5 for the head. configs/cicl-reference.yaml has its schedule.
+// - One learning rate and weight decay for all parameters: trainer.lr × lr_scale (default 0.1, i.e.
+//   1e-4 at the trainer's default 1e-3: the reference's encoder rate) and the trainer's weight decay;
+//   the reference uses 1e-4 with L2 weight decay 1e-3 for the encoder and 1e-5 without decay for the
+//   head. configs/cicl-reference.yaml has its schedule.
 // - End of schedule without labels: `epochs` epochs, optionally ending earlier when fewer than
 //   `tolerance` of the pseudo-labels changed over an epoch (the labels assigned during the epoch's
 //   steps, compared with the previous epoch's; epoch 0 with the initial k-means). The reference runs
@@ -61,6 +63,8 @@ public final class CICL: Model {
     public var totalEpochs: Int { hyperparameters.epochs }
     public var embeddingDim: Int { genes }
     public func phase(atEpoch epoch: Int) -> TrainingPhase { .fineTune }
+    /// The whole schedule runs at trainer.lr × lr_scale (a change at epoch 0).
+    public var learningRateChange: (epoch: Int, factor: Float)? { hyperparameters.lrScale == 1 ? nil : (0, hyperparameters.lrScale) }
 
     /// One residual block's parameters (weights fan-in × fan-out).
     struct Block {
@@ -75,6 +79,8 @@ public final class CICL: Model {
     /// Log-normalised expression of this rank's cells (CSR) and their global ids.
     let x: CSRMatrix
     public let cellIds: [Int64]
+    /// Global per-gene mean and 1/σ of `x` (for `scale_input`).
+    let mean: [Float], invStd: [Float]
     let blocks: [Block]
     let finalGain: Parameter, finalBias: Parameter
     let head1: Parameter, head1Bias: Parameter, head2: Parameter, head2Bias: Parameter
@@ -103,6 +109,8 @@ public final class CICL: Model {
         genes = input.genes
         x = input.x
         cellIds = input.cellIds
+        mean = input.geneMean
+        invStd = input.geneStd.map { 1 / $0 }
         let g = genes, s = store
         var rng = RandomStream(seed: context.seed, purpose: .initialization)
         // nn.Linear's default: U(±1/√fan_in) for the weight and the bias.
@@ -147,6 +155,19 @@ public final class CICL: Model {
     }
 
     // MARK: forward
+
+    /// The encoder's input for local `rows`: log-normalised values, or with `scale_input` each gene
+    /// standardised by its global mean and standard deviation and clipped above at 10 (scanpy's
+    /// `scale(max_value=10)`).
+    func input(_ rows: [Int], into out: Tensor) {
+        x.gatherRows(rows).densify(into: out)
+        guard hyperparameters.scaleInput else { return }
+        let g = genes
+        for i in 0..<rows.count {
+            let p = out.pointer + i * g
+            for j in 0..<g { p[j] = min((p[j] - mean[j]) * invStd[j], 10) }
+        }
+    }
 
     /// The encoder on the rows of `input` (n × G): four residual blocks and the final LayerNorm.
     /// `p` enters a parameter on `tape` (registered for gradients, or as a constant); `masks` gives
@@ -201,7 +222,7 @@ public final class CICL: Model {
             return (tape.constant(Tensor.scalar(0)), [0, 0])
         }
         let clean = tape.alloc(b, g)
-        x.gatherRows(rows).densify(into: clean)
+        input(rows, into: clean)
         // Pseudo-labels of the clean cells against the fixed centres (no gradient through the argmax).
         let labels = assign(encodeWithoutGradients(clean))
         for (i, r) in rows.enumerated() { currentLabels[r] = labels[i] }
@@ -287,7 +308,7 @@ public final class CICL: Model {
         while r0 < n {
             let r1 = min(n, r0 + 512)
             let dense = Tensor(rows: r1 - r0, cols: g)
-            x.gatherRows(Array(r0..<r1)).densify(into: dense)
+            input(Array(r0..<r1), into: dense)
             let h = encodeWithoutGradients(dense)
             (out.pointer + r0 * g).update(from: h.pointer, count: (r1 - r0) * g)
             r0 = r1

@@ -45,8 +45,12 @@ public struct CICLHyperparameters: ModelHyperparameters, Equatable {
     public var noiseFraction: Float = 0.8
     @Setting("Standard deviation of the Gaussian view noise (reference 0.5).", min: 0)
     public var noiseStd: Float = 0.5
+    @Setting("Standardise every gene (global mean and standard deviation, clipped at 10, as scanpy's scale) before the encoder; false: log-normalised values (the reference reads an externally normalised matrix).")
+    public var scaleInput = false
     @Setting("Negatives of the contrastive losses: global (all-gathered, rank-count independent) or local (per rank, as the reference under DDP).")
     public var negatives = NegativeScope.global
+    @Setting("Learning rate as a multiple of trainer.lr (0.1: the reference's encoder rate 1e-4 at the trainer's default lr 1e-3; its head's rate is 1e-5).", min: 0)
+    public var lrScale: Float = 0.1
     @Setting("Maximum epochs (reference max_iter 50, i.e. 51 epochs of one step each at batch 6000 per GPU).", min: 1)
     public var epochs = 20
     @Setting("Stop when fewer than this fraction of pseudo-labels changed over an epoch (0: run every epoch; the reference has no rule and picks its epoch by ARI against the labels).", min: 0, max: 1)
