@@ -54,12 +54,22 @@ public final class Tape {
 
     /// A tensor from the pool (uninitialised contents) that lives until the next `reset()`.
     public func alloc(_ rows: Int, _ cols: Int) -> Tensor {
-        let n = rows * cols
+        let n = Tape.poolCapacity(rows * cols)
         let s: TensorStorage
         lastUse[n] = cycle
         if let reused = pool[n]?.popLast() { s = reused } else { s = TensorStorage(uninitializedCount: n) }
         inUse.append(s)
         return Tensor(rows: rows, cols: cols, storage: s)
+    }
+
+    /// The pool's size class for `n` elements: n itself up to 4096, above that n rounded up to a
+    /// multiple of an eighth of the largest power of two ≤ n (at most 12.5 % more). Steps whose
+    /// shapes differ by a few rows (a rank's share of a global batch changes from step to step) then
+    /// reuse the same buffers instead of growing the pool by one set of buffers per distinct size.
+    public static func poolCapacity(_ n: Int) -> Int {
+        guard n > 4096 else { return n }
+        let step = (1 << (Int.bitWidth - 1 - n.leadingZeroBitCount)) / 8
+        return (n + step - 1) / step * step
     }
 
     /// A zero-filled pool tensor.

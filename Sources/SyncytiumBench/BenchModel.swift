@@ -19,6 +19,12 @@ struct BenchModel: ParsableCommand {
             fine-tuning the three batch × bank products) are run raw through sgemm, so 'sgemm' is \
             the time the same matrix products need without the rest (the clean branch's sparse \
             first layer is not included). cells/s is per rank: local cells per step / step time.
+            --model cicl: full Trainer steps of CICL (clean pass for the pseudo-labels, two noisy views \
+            through the encoder and projection head forward and backward, both contrastive losses, \
+            gradient reduction and Adam), centres initialised beforehand; 'sgemm' runs every GEMM of \
+            one step raw (encoder and head forward and backward, the three loss products). The default \
+            input keeps all 2,000 genes of the PBMC file (--top-genes). Also prints this rank's peak \
+            resident memory.
             """)
 
     enum Phase: String, ExpressibleByArgument, CaseIterable { case pretrain, finetune }
@@ -31,13 +37,16 @@ struct BenchModel: ParsableCommand {
     @Option(help: "Warm-up steps (default: 5).") var warmup = 5
     @Option(help: "Clusters for the fine-tune phase (default: 10).") var clusters = 10
     @Flag(help: "Two encoder trunks (reference code) instead of one shared trunk (the default).") var separateEncoders = false
+    @Option(help: "Highly variable genes kept (default: scname 1000, cicl 2000).") var topGenes: Int?
 
     func run() throws {
-        guard model == "scname" else { throw ValidationError("bench model: only 'scname' is available") }
+        if model == "cicl" { return try runCICL() }
+        guard model == "scname" else { throw ValidationError("bench model: available models are 'scname' and 'cicl'") }
         let comm = Communicator.world
         keepAllocationsOnHeap()
         let out: String = comm.orAbort {
-            let spec = ClusterSpec()   // the cluster command's preprocessing
+            var spec = ClusterSpec()   // the cluster command's preprocessing
+            if let t = topGenes { spec.preprocess.topGenes = t }
             var source = spec.data; source.input = input
             let data = try Dataset.load(source, preprocess: spec.preprocess, comm: comm)
             var h = SCNAME.Hyperparameters()
@@ -103,4 +112,80 @@ struct BenchModel: ParsableCommand {
         }
         if comm.rank == 0 { print(out, terminator: "") }
     }
+}
+
+extension BenchModel {
+    /// `--model cicl`: CICL training steps next to the raw sgemm of the same GEMMs.
+    func runCICL() throws {
+        let comm = Communicator.world
+        keepAllocationsOnHeap()
+        let out: String = comm.orAbort {
+            var spec = ClusterSpec()
+            spec.preprocess.topGenes = topGenes ?? 2000
+            var source = spec.data; source.input = input
+            let data = try Dataset.load(source, preprocess: spec.preprocess, comm: comm)
+            var h = CICL.Hyperparameters()
+            h.epochs = 1_000
+            let m = try CICL(input: data, hyperparameters: h, context: ModelContext(seed: 0, clusters: clusters, maxClusters: clusters),
+                             comm: comm)
+            try m.initialiseCentres()
+            var cfg = TrainerConfig()
+            cfg.batchSize = batch
+            cfg.lr = 1e-4
+            let trainer = try Trainer(task: m, config: cfg, plan: TrainingPlan(epochs: m.totalEpochs, seed: 0),
+                                      cellIds: data.cellIds, idSpace: data.cells, comm: comm)
+            // The GEMMs of one step, (m, n, k) per call, for b local and B global cells.
+            let b = max(1, data.x.rows * batch / max(data.cells, 1)), bg = min(batch, data.cells), g = data.genes
+            let vw = h.valueWidth, ff = h.feedForward, ph = h.projectionHidden, pd = h.projectionDim
+            var shapes: [(Int, Int, Int)] = []
+            let blockLayers = [(g, vw), (vw, g), (g, ff), (ff, g)]
+            for _ in 0..<h.layers { for (i, o) in blockLayers { shapes.append((b, o, i)) } }       // clean pass
+            for l in 0..<h.layers {
+                for (n, (i, o)) in blockLayers.enumerated() {
+                    shapes.append((2 * b, o, i)); shapes.append((i, o, 2 * b))                      // forward, dW
+                    if !(l == 0 && n == 0) { shapes.append((2 * b, i, o)) }                         // dX (not of the data)
+                }
+            }
+            for (i, o) in [(g, ph), (ph, pd)] { shapes.append((2 * b, o, i)); shapes.append((i, o, 2 * b)); shapes.append((2 * b, i, o)) }
+            let anchors = 2 * b, columns = h.negatives == .global ? 2 * bg : 2 * b   // own anchors against the gathered batch
+            shapes.append((anchors, columns, pd)); shapes.append((columns, pd, anchors)); shapes.append((anchors, pd, columns))
+            let maxA = shapes.map { $0.0 * $0.2 }.max()!, maxB = shapes.map { $0.2 * $0.1 }.max()!, maxC = shapes.map { $0.0 * $0.1 }.max()!
+            var rng = RandomStream(seed: 1)
+            let A = Tensor.uniform(rows: 1, cols: maxA, rng: &rng), B = Tensor.uniform(rows: 1, cols: maxB, rng: &rng)
+            let C = Tensor(rows: 1, cols: maxC)
+            func raw() {
+                for (mm, nn, kk) in shapes {
+                    Linalg.sgemm(transA: false, transB: false, m: mm, n: nn, k: kk, alpha: 1, a: A.pointer, lda: kk,
+                                 b: B.pointer, ldb: nn, beta: 0, c: C.pointer, ldc: nn)
+                }
+            }
+            for _ in 0..<warmup { _ = try trainer.step(); raw() }
+            var stepT: [Double] = [], rawT: [Double] = []
+            for _ in 0..<steps {
+                let t0 = Communicator.time()
+                _ = try trainer.step()
+                let t1 = Communicator.time()
+                raw()
+                let t2 = Communicator.time()
+                stepT.append(t1 - t0); rawT.append(t2 - t1)
+            }
+            let ms = median(stepT) * 1000, rawMs = median(rawT) * 1000
+            let flops = shapes.reduce(0.0) { $0 + 2 * Double($1.0) * Double($1.1) * Double($1.2) }
+            return "cicl: \(comm.size) rank(s), global batch \(batch) (≈\(b) local), \(g) genes, \(data.cells) cells, "
+                + "\(m.store.parameterCount) parameters, negatives \(h.negatives.rawValue)\n"
+                + "  step \(fmt(ms, 2)) ms  →  \(Int(Double(b) / (ms / 1000))) cells/s per rank\n"
+                + "  raw sgemm of the same GEMMs \(fmt(rawMs, 2)) ms (\(fmt(flops / (rawMs / 1000) / 1e9, 1)) GFLOP/s)"
+                + "  →  sgemm-bound limit \(Int(Double(b) / (rawMs / 1000))) cells/s; step / sgemm = \(fmt(ms / rawMs, 3))\n"
+                + "  peak resident memory of rank \(comm.rank): \(peakResidentMiB()) MiB\n"
+        }
+        if comm.rank == 0 { print(out, terminator: "") }
+    }
+}
+
+/// VmHWM of this process (Linux), MiB; 0 where /proc is not available.
+func peakResidentMiB() -> Int {
+    guard let s = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+          let line = s.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }) else { return 0 }
+    let kb = Int(line.split(separator: " ").dropFirst().first(where: { Int($0) != nil }) ?? "0") ?? 0
+    return kb / 1024
 }

@@ -364,6 +364,32 @@ final class TapeTests: XCTestCase {
         XCTAssertEqual(kept.scalars, before, "a held buffer was recycled")
     }
 
+    func testBatchesOfSlightlyDifferentSizesShareThePool() throws {
+        // A rank's share of a global batch varies by a few rows between steps: those steps must reuse
+        // the pool's buffers (size classes of at most 12.5 % slack), not add buffers for every size.
+        let t = Tape()
+        var rng = RandomStream(seed: 2)
+        let w = Tensor.uniform(rows: 300, cols: 64, -1, 1, rng: &rng), gw = Tensor(rows: 300, cols: 64)
+        func step(rows: Int) throws {
+            t.reset()
+            let x = Tensor.uniform(rows: rows, cols: 300, -1, 1, rng: &rng)
+            try t.backward(t.mean(t.layerNorm(t.linear(t.constant(x), t.parameter(w, grad: gw), nil, activation: .relu), gamma: nil, beta: nil)))
+        }
+        try step(rows: 100)
+        let one = t.pooledElements
+        for rows in 101..<140 { try step(rows: rows) }
+        let all = t.pooledElements
+        // 40 distinct sizes span five size classes; one pool set per size would be 40 times one step's.
+        XCTAssertLessThan(all, 6 * one, "39 more batch sizes grew the pool from \(one) to \(all) elements")
+        for rows in (100..<140).reversed() { try step(rows: rows) }
+        XCTAssertEqual(t.pooledElements, all, "a second pass over the same sizes must not allocate")
+        for n in [1, 4096, 4097, 5000, 1 << 20, (1 << 20) + 1, 3_000_001] {
+            let c = Tape.poolCapacity(n)
+            XCTAssertGreaterThanOrEqual(c, n)
+            XCTAssertLessThanOrEqual(Double(c), Double(n) * 1.125 + 1)
+        }
+    }
+
     func testGradCheckDetectsAWrongGradient() {
         // An op with a deliberately wrong backward (factor 2 missing) must fail the checker.
         let r = GradCheck.check([Tensor(rows: 2, cols: 2, values: [0.5, -0.3, 0.8, 1.2])]) { t, v in
