@@ -52,12 +52,16 @@ public final class Tape {
 
     // MARK: buffers
 
+    /// Elements of the buffers allocated anew since the tape was made, i.e. not taken from the pool
+    /// (diagnostics, tests).
+    public private(set) var elementsAllocated = 0
+
     /// A tensor from the pool (uninitialised contents) that lives until the next `reset()`.
     public func alloc(_ rows: Int, _ cols: Int) -> Tensor {
         let n = Tape.poolCapacity(rows * cols)
         let s: TensorStorage
         lastUse[n] = cycle
-        if let reused = pool[n]?.popLast() { s = reused } else { s = TensorStorage(uninitializedCount: n) }
+        if let reused = pool[n]?.popLast() { s = reused } else { s = TensorStorage(uninitializedCount: n); elementsAllocated += n }
         inUse.append(s)
         return Tensor(rows: rows, cols: cols, storage: s)
     }
@@ -215,4 +219,26 @@ public final class Tape {
     /// final (in reverse order of registration), so its communication can start while the rest of
     /// the backward pass runs.
     public var onParameterGradientReady: ((Tensor) throws -> Void)?
+}
+
+extension Tape {
+    /// Inference over `rows` local rows in blocks of `block` (no dropout, the tape reset per block so
+    /// memory stays O(block)): `forward(rows of the block, tape)` gives the block's output, `cols` wide;
+    /// the blocks are stacked into one rows × cols tensor.
+    public static func inferInBlocks(rows n: Int, cols d: Int, block: Int = 1024,
+                                     _ forward: (_ rows: [Int], _ tape: Tape) -> Var) -> Tensor {
+        let tape = Tape()
+        tape.training = false
+        let out = Tensor(rows: n, cols: d)
+        var r0 = 0
+        while r0 < n {
+            let r1 = min(n, r0 + block)
+            tape.reset()
+            let v = tape.value(forward(Array(r0..<r1), tape))
+            precondition(v.rows == r1 - r0 && v.cols == d, "inferInBlocks: the block's output is \(v.rows) × \(v.cols), not \(r1 - r0) × \(d)")
+            (out.pointer + r0 * d).update(from: v.pointer, count: (r1 - r0) * d)
+            r0 = r1
+        }
+        return out
+    }
 }

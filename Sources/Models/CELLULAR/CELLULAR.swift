@@ -322,19 +322,7 @@ public final class CELLULAR: Model {
     // MARK: Model
 
     public func embedding(comm: Communicator) throws -> Tensor {
-        let tape = Tape()
-        tape.training = false
-        let d = embeddingDim, n = x.rows
-        let out = Tensor(rows: n, cols: d)
-        var r0 = 0
-        while r0 < n {
-            let r1 = min(n, r0 + 1024)
-            tape.reset()
-            let v = tape.value(forward(Array(r0..<r1), tape: tape, dropoutKey: nil))
-            (out.pointer + r0 * d).update(from: v.pointer, count: (r1 - r0) * d)
-            r0 = r1
-        }
-        return out
+        Tape.inferInBlocks(rows: x.rows, cols: embeddingDim) { forward($0, tape: $1, dropoutKey: nil) }
     }
 
     public var report: [(String, ReportValue)] {

@@ -145,19 +145,7 @@ public final class CELLULARClassifier: TrainingTask {
 
     /// Softmax probabilities of every local row (rows × types).
     public func probabilities() -> Tensor {
-        let tape = Tape()
-        tape.training = false
-        let n = input.rows
-        let out = Tensor(rows: n, cols: types)
-        var r0 = 0
-        while r0 < n {
-            let r1 = min(n, r0 + 1024)
-            tape.reset()
-            let p = tape.value(tape.softmax(logits(Array(r0..<r1), tape: tape, dropoutKey: nil)))
-            (out.pointer + r0 * types).update(from: p.pointer, count: (r1 - r0) * types)
-            r0 = r1
-        }
-        return out
+        Tape.inferInBlocks(rows: input.rows, cols: types) { $1.softmax(logits($0, tape: $1, dropoutKey: nil)) }
     }
 }
 

@@ -66,20 +66,10 @@ public final class MLPAutoencoder: Model {
 
     /// The bottleneck embedding of this rank's cells (no gradient), in row chunks.
     public func embed(chunk: Int = 1024) -> Tensor {
-        let tape = Tape()
-        tape.training = false
-        let d = widths[layers.count / 2]
-        let out = Tensor(rows: data.rows, cols: d)
-        var r0 = 0
-        while r0 < data.rows {
-            let r1 = min(data.rows, r0 + chunk)
-            tape.reset()
-            var h = layers[0](data.gatherRows(Array(r0..<r1)), tape)
+        Tape.inferInBlocks(rows: data.rows, cols: widths[layers.count / 2], block: chunk) { rows, tape in
+            var h = layers[0](data.gatherRows(rows), tape)
             for l in layers[1..<(layers.count / 2)] { h = l(h, tape) }
-            let v = tape.value(h)
-            (out.pointer + r0 * d).update(from: v.pointer, count: (r1 - r0) * d)
-            r0 = r1
+            return h
         }
-        return out
     }
 }

@@ -359,19 +359,7 @@ public final class SCNAME: Model {
     // MARK: Model
 
     public func embedding(comm: Communicator) throws -> Tensor {
-        let tape = Tape()
-        tape.training = false
-        let d = embeddingDim, n = xScaled.rows
-        let out = Tensor(rows: n, cols: d)
-        var r0 = 0
-        while r0 < n {
-            let r1 = min(n, r0 + 1024)
-            tape.reset()
-            let v = tape.value(encodeClean(xScaled.gatherRows(Array(r0..<r1)), tape))
-            (out.pointer + r0 * d).update(from: v.pointer, count: (r1 - r0) * d)
-            r0 = r1
-        }
-        return out
+        Tape.inferInBlocks(rows: xScaled.rows, cols: embeddingDim) { encodeClean(xScaled.gatherRows($0), $1) }
     }
 
     public func clusterAssignment(comm: Communicator) throws -> (labels: [Int32], clusters: Int)? {
