@@ -152,26 +152,38 @@ public enum ClassificationMetrics {
 
     public static func scores(truth: [Int], predicted: [Int]) -> Scores {
         precondition(truth.count == predicted.count)
-        let pairs = zip(truth, predicted).filter { $0.0 >= 0 && $0.1 >= 0 }
-        let classes = Set(pairs.map(\.0)).union(pairs.map(\.1))
-        var tp: [Int: Int] = [:], support: [Int: Int] = [:], predictedCount: [Int: Int] = [:]
-        for (t, p) in pairs {
-            support[t, default: 0] += 1; predictedCount[p, default: 0] += 1
-            if t == p { tp[t, default: 0] += 1 }
+        let classes = max(truth.max() ?? 0, predicted.max() ?? 0) + 1
+        return scores(confusion: confusion(truth: truth, predicted: predicted, classes: classes), classes: classes)
+    }
+
+    /// The classes × classes counts (row: true class, column: predicted; pairs with a code < 0 left
+    /// out). Sums of these over ranks give the scores of all cells without gathering them.
+    public static func confusion(truth: [Int], predicted: [Int], classes: Int) -> [Int64] {
+        precondition(truth.count == predicted.count)
+        var m = [Int64](repeating: 0, count: classes * classes)
+        for (t, p) in zip(truth, predicted) where t >= 0 && p >= 0 {
+            precondition(t < classes && p < classes, "class code outside 0..<\(classes)")
+            m[t * classes + p] += 1
         }
-        let n = Double(max(pairs.count, 1))
-        let accuracy = Double(tp.values.reduce(0, +)) / n
-        let present = support.keys.sorted()
-        let recalls = present.map { Double(tp[$0] ?? 0) / Double(support[$0]!) }
-        var f1 = 0.0
-        for c in classes {
-            let s = support[c] ?? 0
-            guard s > 0 else { continue }
-            let prec = predictedCount[c].map { Double(tp[c] ?? 0) / Double($0) } ?? 0
-            let rec = Double(tp[c] ?? 0) / Double(s)
-            f1 += Double(s) * (prec + rec > 0 ? 2 * prec * rec / (prec + rec) : 0)
+        return m
+    }
+
+    /// The scores of a confusion matrix (`confusion`'s layout).
+    public static func scores(confusion m: [Int64], classes k: Int) -> Scores {
+        precondition(m.count == k * k)
+        var n = 0.0, correct = 0.0, recalls: [Double] = [], f1 = 0.0
+        for c in 0..<k {
+            let support = Double((0..<k).reduce(Int64(0)) { $0 + m[c * k + $1] })
+            let predicted = Double((0..<k).reduce(Int64(0)) { $0 + m[$1 * k + c] })
+            let tp = Double(m[c * k + c])
+            n += support; correct += tp
+            guard support > 0 else { continue }
+            let rec = tp / support, prec = predicted > 0 ? tp / predicted : 0
+            recalls.append(rec)
+            f1 += support * (prec + rec > 0 ? 2 * prec * rec / (prec + rec) : 0)
         }
-        return Scores(accuracy: accuracy, balancedAccuracy: recalls.isEmpty ? 0 : recalls.reduce(0, +) / Double(recalls.count),
+        n = max(n, 1)
+        return Scores(accuracy: correct / n, balancedAccuracy: recalls.isEmpty ? 0 : recalls.reduce(0, +) / Double(recalls.count),
                       weightedF1: f1 / n)
     }
 }

@@ -252,9 +252,9 @@ public enum CellularRuns {
             let index = Dictionary(uniqueKeysWithValues: meta.labels.enumerated().map { ($1, Int32($0)) })
             // Query types unknown to the model get a code no prediction has: wrong by definition, counted.
             let truth = labels.map { $0 >= 0 ? index[ds.labelNames[Int($0)]] ?? Int32(types) : -1 }
-            let t = try comm.allgatherv(truth.map(Int64.init)).values.map(Int.init)
-            let q = try comm.allgatherv(predicted.map(Int64.init)).values.map(Int.init)
-            metrics = ClassificationMetrics.scores(truth: t, predicted: q)
+            var m = ClassificationMetrics.confusion(truth: truth.map(Int.init), predicted: predicted.map(Int.init), classes: types + 1)
+            try comm.allreduce(&m, op: .sum)
+            metrics = ClassificationMetrics.scores(confusion: m, classes: types + 1)
         }
         let reps = try CELLULARRepresentations.compute(e, groups: predicted, groupCount: types, kind: spec.representations.kind, comm: comm)
         let d = e.cols

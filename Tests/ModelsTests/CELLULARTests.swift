@@ -108,5 +108,10 @@ final class CELLULARTests: XCTestCase {
         XCTAssertEqual(s.accuracy, 4.0 / 6, accuracy: 1e-12)
         XCTAssertEqual(s.balancedAccuracy, 5.0 / 9, accuracy: 1e-12)
         XCTAssertEqual(s.weightedF1, (3 * 2.0 / 3 + 2 * 0.8) / 6, accuracy: 1e-12)
+        // Two "ranks'" confusion matrices summed give the same scores (annotate reduces them instead of
+        // gathering every cell); an unlabelled cell (−1) counts nowhere.
+        let a = ClassificationMetrics.confusion(truth: [0, 0, -1, 0], predicted: [0, 0, 2, 1], classes: 4)
+        let b = ClassificationMetrics.confusion(truth: [1, 1, 2], predicted: [1, 1, 0], classes: 4)
+        XCTAssertEqual(ClassificationMetrics.scores(confusion: zip(a, b).map { $0 + $1 }, classes: 4), s)
     }
 }
