@@ -5,6 +5,7 @@ import Clustering
 import Collectives
 import Foundation
 import Logging
+import Settings
 import Models
 import Training
 
@@ -72,6 +73,11 @@ func train(_ model: any Model, config: TrainerConfig, seed: UInt64, runSpec: Str
     let plan = TrainingPlan(epochs: model.totalEpochs, seed: seed, learningRateChange: model.learningRateChange, runSpec: runSpec,
                             epochSchedule: model.learningRateSchedulePlan)
     var config = config
+    if let b = model.globalBatchSize {
+        guard config.accumulation == 1 else {
+            throw SettingsError(key: "trainer.accumulation", "\(type(of: model).name) takes all \(b) cells of a step at once (full-graph steps); set it to 1")
+        }
+    }
     if let b = model.globalBatchSize, b != config.batchSize {
         log.info("\(type(of: model).name): \(b) cells per step (trainer.batch_size \(config.batchSize) does not apply)")
         config.batchSize = b

@@ -88,15 +88,20 @@ public struct GlobalBatchSampler: Sendable {
     public func batchSize(step: Int) -> Int { min(globalBatch, total - step * globalBatch) }
 
     /// The cells of batch (epoch, step) that this rank owns: local row indices, in batch order.
-    public func localRows(epoch: Int, step: Int) -> [Int] {
+    public func localRows(epoch: Int, step: Int) -> [Int] { placedRows(epoch: epoch, step: step).map(\.row) }
+
+    /// As `localRows`, with each row's position in the global batch (0..<batchSize(step:)): the same
+    /// for a cell on any rank count, so micro-batches cut by position hold the same cells everywhere.
+    public func placedRows(epoch: Int, step: Int) -> [(row: Int, position: Int)] {
         precondition(step >= 0 && step < stepsPerEpoch)
         let perm = IndexPermutation(n: total, seed: Self.permutationSeed(seed, epoch: epoch))
-        var out: [Int] = []
-        for pos in (step * globalBatch)..<(step * globalBatch + batchSize(step: step)) {
+        var out: [(row: Int, position: Int)] = []
+        let first = step * globalBatch
+        for pos in first..<(first + batchSize(step: step)) {
             let g = shuffle ? perm(pos) : pos
             switch owned {
-            case .range(let lo, let hi): if g >= lo && g < hi { out.append(g - lo) }
-            case .lookup(let d): if let l = d[Int64(g)] { out.append(l) }
+            case .range(let lo, let hi): if g >= lo && g < hi { out.append((g - lo, pos - first)) }
+            case .lookup(let d): if let l = d[Int64(g)] { out.append((l, pos - first)) }
             }
         }
         return out

@@ -227,7 +227,8 @@ public final class Trainer {
     public func step() throws -> (Double, [Double]) {
         let t0 = Communicator.time()
         let store = task.store
-        let rows = sampler.localRows(epoch: epoch, step: stepInEpoch)
+        let placed = sampler.placedRows(epoch: epoch, step: stepInEpoch)
+        let rows = placed.map(\.row)
         let local = reducer is LocalReducer || reducer is ComputeOnlyReducer
         // Cells of this global batch that exist (ids may have gaps): one small allreduce.
         let batch = local ? Double(rows.count) : Double(try comm.allreduce(value: Int64(rows.count), op: .sum))
@@ -237,9 +238,18 @@ public final class Trainer {
         var sums = [Double](repeating: 0, count: 1 + nTerms)
         reducer.beginStep()
         let base = store.gradsPointer
+        // Micro-batch mb holds the cells at global batch positions [mb·B/k, (mb+1)·B/k): the same cells
+        // on any rank count, which losses with global batch statistics (gathered negatives, batch norm
+        // over all ranks) need. `placed` is in position order.
+        let positions = sampler.batchSize(step: stepInEpoch)
+        var cut = [Int](repeating: placed.count, count: k + 1)
+        cut[0] = 0
+        var next = 1
+        for (i, p) in placed.enumerated() {
+            while next < k && p.position >= positions * next / k { cut[next] = i; next += 1 }
+        }
         for mb in 0..<k {
-            let lo = rows.count * mb / k, hi = rows.count * (mb + 1) / k
-            let chunk = Array(rows[lo..<hi])
+            let chunk = Array(rows[cut[mb]..<cut[mb + 1]])
             tape.reset()
             tape.training = true
             // Overlap only without accumulation: with micro-batches a parameter's gradient is final only

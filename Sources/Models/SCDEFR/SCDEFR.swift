@@ -13,7 +13,8 @@
 //   layers run across ranks with halo exchange, batch norm over all cells) and mini-batches: each
 //   seed cell of the global batch with `fanout` of its neighbours, the graph operators restricted to
 //   that neighbourhood (Â normalised with the neighbourhood's own degrees, A/k rows renormalised,
-//   the edge loss of a seed rescaled by k / edges present). `auto` picks by the number of cells.
+//   the edge loss of a seed rescaled by k / edges present). `auto` picks by the number of cells
+//   in all (never by the rank count).
 // - The per-cell fusion weights a, b are owned by the rank owning the cell (`OwnedParameter`), with
 //   their own Adam state (torch's Adam semantics); mini-batch steps fetch remote rows by halo.
 // - Batch norm uses the statistics of all cells of the step over all ranks; dropout masks are drawn
@@ -21,8 +22,9 @@
 // - The DEC target P is recomputed every step from the step's Q (cluster frequencies over the whole
 //   global batch) but detached (the reference back-propagates through it).
 // - The reference's second stage runs at lr 1e-8 (it does nothing) in eval mode (BN frozen, dropout
-//   off, because model.eval() is never undone). Here the training stage runs at trainer.lr ×
-//   `finetuneLrScale` (default 1) in training mode; finetune_lr_scale: 2e-4 restores the reference.
+//   off, because model.eval() is never undone). Here the training stage runs at the model's rate
+//   (model.lr, else trainer.lr) × `finetuneLrScale` (see its default) in training mode;
+//   finetune_lr_scale: 2e-4 restores the reference.
 // - The clustering that gives the initial centres and the final labels is chosen without labels:
 //   k-means on the embedding vs spectral clustering of the kNN graph, the one with the higher mean
 //   silhouette on the PCA coordinates the graph is built from (a space neither candidate optimises);
@@ -103,13 +105,17 @@ public final class SCDEFR: Model {
                                       symmetricTAG: h.tagEdges == .symmetric, seed: context.seed, comm: comm)
         let graphSeconds = Communicator.time() - t0
         switch h.training {
-        case .auto: training = try comm.allreduce(value: Int64(input.x.rows), op: .max) <= Int64(h.fullGraphLimit) ? .full : .minibatch
+        case .auto: training = cells <= h.fullGraphLimit ? .full : .minibatch   // global: the same on any rank count
         default: training = h.training
         }
         switch h.attention {
         case .auto: attention = training == .full && cells <= h.exactAttentionLimit ? .exact : .neighbours
         case .exact:
             guard training == .full else { throw CollectiveUsageError("scdefr: exact attention needs full-graph steps (model.training full)") }
+            // Every step gathers all N × d embeddings on every rank and costs O(N² d / P): refused above the limit.
+            guard cells <= h.exactAttentionLimit else {
+                throw CollectiveUsageError("scdefr: exact attention over \(cells) cells exceeds model.exact_attention_limit \(h.exactAttentionLimit) (O(N²) per step); use attention neighbours or raise the limit")
+            }
             attention = .exact
         case .neighbours: attention = .neighbours
         }

@@ -76,15 +76,15 @@ public struct SCDEFRHyperparameters: ModelHyperparameters, Equatable {
     public var gnnWeight: Float = 0.1
     @Setting("Weight of BCE(Q_L, P(Q_L)) of the MLP encoder in training (reference 0.1).", min: 0)
     public var dnnWeight: Float = 0.1
-    @Setting("Steps: full (every cell, the reference), minibatch (seed cells with sampled neighbourhoods), auto (full while every rank holds at most full_graph_limit cells).")
+    @Setting("Steps: full (every cell, the reference), minibatch (seed cells with sampled neighbourhoods), auto (full up to full_graph_limit cells in all, whatever the rank count).")
     public var training = GraphTraining.auto
-    @Setting("With training: auto, full-graph steps while no rank holds more cells than this (memory ≈ 0.5 MB per cell in full-graph steps).", min: 1)
+    @Setting("With training: auto, full-graph steps up to this many cells in all (memory ≈ 0.5 MB per cell and rank count in full-graph steps).", min: 1)
     public var fullGraphLimit = 10_000
     @Setting("Neighbours sampled per seed cell in mini-batch steps (≥ neighbours − 1: all of them).", min: 1)
     public var fanout = 9
     @Setting("Fusion attention softmax(z zᵀ)·z: exact (every cell, by row blocks; full-graph steps), neighbours (graph neighbours), auto.")
     public var attention = FusionAttention.auto
-    @Setting("With attention: auto, exact up to this many cells.", min: 1)
+    @Setting("With attention: auto, exact up to this many cells; attention exact is refused above it (O(N²) per step).", min: 1)
     public var exactAttentionLimit = 100_000
     @Setting("Final clustering: kmeans (embedding), spectral (kNN graph), auto (the higher mean silhouette over the PCA and the embedding; the reference picks with the labels).")
     public var clustering = SCDEFRClustering.auto
