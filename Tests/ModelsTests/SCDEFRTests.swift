@@ -110,7 +110,7 @@ final class SCDEFRTests: XCTestCase {
         for i in 0..<a.rows {
             XCTAssertEqual(a.row(i).cols.count, 10); XCTAssertTrue(a.row(i).cols.contains(Int64(i)), "row \(i) holds the cell itself")
         }
-        // A/k rows sum to one; Â's row sums are what the restriction preserves.
+        // A/k rows sum to one.
         let adj = m.graph.adjn
         for i in 0..<adj.rows { XCTAssertEqual(adj.values[adj.rowPtr[i]..<adj.rowPtr[i + 1]].reduce(0, +), 1, accuracy: 1e-6) }
         // All neighbours (evaluation): the seed's rows are its full-graph rows.

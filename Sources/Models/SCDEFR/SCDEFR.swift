@@ -22,8 +22,8 @@
 // - The DEC target P is recomputed every step from the step's Q (cluster frequencies over the whole
 //   global batch) but detached (the reference back-propagates through it).
 // - The reference's second stage runs at lr 1e-8 (it does nothing) in eval mode (BN frozen, dropout
-//   off, because model.eval() is never undone). Here the training stage runs at the model's rate
-//   (model.lr, else trainer.lr) × `finetuneLrScale` (see its default) in training mode;
+//   off, because model.eval() is never undone). Here the training stage runs at the pretraining
+//   learning rate (model.lr, else trainer.lr) × `finetuneLrScale` (default 0.1) in training mode;
 //   finetune_lr_scale: 2e-4 restores the reference.
 // - The clustering that gives the initial centres and the final labels is chosen without labels:
 //   k-means on the embedding vs spectral clustering of the kNN graph, the one with the higher mean
