@@ -26,8 +26,9 @@
 //   learning rate (model.lr, else trainer.lr) × `finetuneLrScale` (default 0.1) in training mode;
 //   finetune_lr_scale: 2e-4 restores the reference.
 // - The clustering that gives the initial centres and the final labels is chosen without labels:
-//   k-means on the embedding vs spectral clustering of the kNN graph, the one with the higher mean
-//   silhouette on the PCA coordinates the graph is built from (a space neither candidate optimises);
+//   k-means on the embedding vs spectral clustering of the kNN graph, the one with the higher mean of
+//   its silhouettes on the PCA coordinates the graph is built from and on the embedding k-means runs
+//   on (so neither candidate is judged only in its own space);
 //   the reference keeps spectral when both its NMI and ARI against the labels are at least k-means'.
 //   Spectral clustering: top-K eigenvectors of the normalised (A + Aᵀ)/2, rows normalised, k-means
 //   (the reference's sklearn call discretises them). K is given or estimated (silhouette on z).
@@ -296,7 +297,8 @@ public final class SCDEFR: Model {
     }
 
     /// Collective. k-means on the embedding and spectral clustering of the graph; `clustering: auto`
-    /// keeps the one with the higher sampled silhouette on the PCA coordinates (ties: k-means).
+    /// keeps the one with the higher mean of its sampled silhouettes on the PCA coordinates and on the
+    /// embedding (ties: k-means).
     func chooseClustering(_ z: Tensor, k kk: Int) throws -> (labels: [Int32], method: SCDEFRClustering) {
         let h = hyperparameters
         let km = h.clustering == .spectral ? nil
