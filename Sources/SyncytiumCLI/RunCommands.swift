@@ -30,7 +30,7 @@ struct Cluster: RunCommand {
         guard r.completed else { return false }
         if comm.rank == 0 {
             let what = "\(spec.model.name)\(spec.clustering.ensemble > 1 ? " ensemble of \(spec.clustering.ensemble)" : ""), K = \(r.clusters), \(r.epochs) epochs, \(fmt(r.seconds, 1)) s"
-            if let p = r.pretrainedScores { print("pretrained k-means: ARI \(fmt(p.ari, 4))  NMI \(fmt(p.nmi, 4))") }
+            if let p = r.pretrainedScores { print("initial clustering (before the clustering stage): ARI \(fmt(p.ari, 4))  NMI \(fmt(p.nmi, 4))") }
             if let s = r.scores { print("\(s.line)  (\(what))") } else { print(what) }
         }
         return true
