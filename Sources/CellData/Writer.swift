@@ -410,8 +410,17 @@ struct SparsePlan {
     func write(into g: H5Group, values: [Float], colIdx: [Int32], nObs: Int, gzip: Int?) throws {
         let chunk = gzip == nil ? nil : [Swift.max(1, Swift.min(Int(nnz), 1 << 18))]
         try g.createDataset("data", of: Float.self, shape: [Int(nnz)], chunk: chunk, gzip: gzip).write(values, runs: entryRuns)
-        try g.createDataset("indices", of: Int32.self, shape: [Int(nnz)], chunk: chunk, gzip: gzip).write(colIdx, runs: entryRuns)
-        try g.createDataset("indptr", of: Int64.self, shape: [nObs + 1]).write(indptr, runs: indptrRuns)
+        // indices and indptr in one integer type, as scipy keeps them and anndata writes them: int32
+        // while nnz fits, int64 beyond. (int64 indptr beside int32 indices reads, but row subsetting
+        // `adata[rows].copy()` fails in scipy < 1.13 with "Output dtype not compatible with inputs".)
+        // nnz is global, so every rank picks the same type.
+        if nnz <= Int64(Int32.max) {
+            try g.createDataset("indices", of: Int32.self, shape: [Int(nnz)], chunk: chunk, gzip: gzip).write(colIdx, runs: entryRuns)
+            try g.createDataset("indptr", of: Int32.self, shape: [nObs + 1]).write(indptr.map { Int32($0) }, runs: indptrRuns)
+        } else {
+            try g.createDataset("indices", of: Int64.self, shape: [Int(nnz)], chunk: chunk, gzip: gzip).write(colIdx.map(Int64.init), runs: entryRuns)
+            try g.createDataset("indptr", of: Int64.self, shape: [nObs + 1]).write(indptr, runs: indptrRuns)
+        }
     }
 }
 

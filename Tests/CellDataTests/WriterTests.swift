@@ -40,6 +40,9 @@ final class WriterTests: XCTestCase {
         let d = try f.root.group("obsp").group("distances")
         XCTAssertEqual(try d.stringAttribute("encoding-type"), "csr_matrix")
         XCTAssertEqual(try d.dataset("indptr").readAll(as: Int64.self), (0...12).map { Int64($0) })
+        // One index type for indices and indptr (int32 at this size), as scipy keeps them: int64 indptr
+        // beside int32 indices breaks `adata[rows].copy()` in scipy < 1.13. (indptr is contiguous.)
+        XCTAssertEqual(try d.dataset("indptr").storageBytes, 13 * MemoryLayout<Int32>.size)
         XCTAssertEqual(try d.dataset("data").readAll(as: Float.self), (0..<12).map { Float($0) })
         let p = try f.root.group("uns").group("syncytium").group("params")
         XCTAssertEqual(try p.dataset("k").readAll(as: Int64.self), [15])
