@@ -82,28 +82,7 @@ struct BenchModel: ParsableCommand {
             if phase == .finetune {
                 shapes.append((batch, bankRows, dims[2])); shapes.append((batch, bankRows, dims[2])); shapes.append((batch, dims[2], bankRows))
             }
-            let maxA = shapes.map { $0.0 * $0.2 }.max()!, maxB = shapes.map { $0.2 * $0.1 }.max()!, maxC = shapes.map { $0.0 * $0.1 }.max()!
-            var rng = RandomStream(seed: 1)
-            let A = Tensor.uniform(rows: 1, cols: maxA, rng: &rng), B = Tensor.uniform(rows: 1, cols: maxB, rng: &rng)
-            let C = Tensor(rows: 1, cols: maxC)
-            func raw() {
-                for (mm, nn, kk) in shapes {
-                    Linalg.sgemm(transA: false, transB: false, m: mm, n: nn, k: kk, alpha: 1, a: A.pointer, lda: kk,
-                                 b: B.pointer, ldb: nn, beta: 0, c: C.pointer, ldc: nn)
-                }
-            }
-            for _ in 0..<warmup { _ = try trainer.step(); raw() }
-            var stepT: [Double] = [], rawT: [Double] = []
-            for _ in 0..<steps {
-                let t0 = Communicator.time()
-                _ = try trainer.step()
-                let t1 = Communicator.time()
-                raw()
-                let t2 = Communicator.time()
-                stepT.append(t1 - t0); rawT.append(t2 - t1)
-            }
-            let ms = median(stepT) * 1000, rawMs = median(rawT) * 1000
-            let flops = shapes.reduce(0.0) { $0 + 2 * Double($1.0) * Double($1.1) * Double($1.2) }
+            let (ms, rawMs, flops) = try stepsAgainstSgemm(trainer, shapes: shapes, warmup: warmup, steps: steps)
             return "scname \(phase.rawValue): \(comm.size) rank(s), global batch \(batch) (≈\(b) local), \(g) genes, \(data.cells) cells, "
                 + "shared encoder \(!separateEncoders)\n"
                 + "  step \(fmt(ms, 2)) ms  →  \(Int(Double(b) / (ms / 1000))) cells/s per rank\n"
@@ -149,28 +128,7 @@ extension BenchModel {
             for (i, o) in [(g, ph), (ph, pd)] { shapes.append((2 * b, o, i)); shapes.append((i, o, 2 * b)); shapes.append((2 * b, i, o)) }
             let anchors = 2 * b, columns = h.negatives == .global ? 2 * bg : 2 * b   // own anchors against the gathered batch
             shapes.append((anchors, columns, pd)); shapes.append((columns, pd, anchors)); shapes.append((anchors, pd, columns))
-            let maxA = shapes.map { $0.0 * $0.2 }.max()!, maxB = shapes.map { $0.2 * $0.1 }.max()!, maxC = shapes.map { $0.0 * $0.1 }.max()!
-            var rng = RandomStream(seed: 1)
-            let A = Tensor.uniform(rows: 1, cols: maxA, rng: &rng), B = Tensor.uniform(rows: 1, cols: maxB, rng: &rng)
-            let C = Tensor(rows: 1, cols: maxC)
-            func raw() {
-                for (mm, nn, kk) in shapes {
-                    Linalg.sgemm(transA: false, transB: false, m: mm, n: nn, k: kk, alpha: 1, a: A.pointer, lda: kk,
-                                 b: B.pointer, ldb: nn, beta: 0, c: C.pointer, ldc: nn)
-                }
-            }
-            for _ in 0..<warmup { _ = try trainer.step(); raw() }
-            var stepT: [Double] = [], rawT: [Double] = []
-            for _ in 0..<steps {
-                let t0 = Communicator.time()
-                _ = try trainer.step()
-                let t1 = Communicator.time()
-                raw()
-                let t2 = Communicator.time()
-                stepT.append(t1 - t0); rawT.append(t2 - t1)
-            }
-            let ms = median(stepT) * 1000, rawMs = median(rawT) * 1000
-            let flops = shapes.reduce(0.0) { $0 + 2 * Double($1.0) * Double($1.1) * Double($1.2) }
+            let (ms, rawMs, flops) = try stepsAgainstSgemm(trainer, shapes: shapes, warmup: warmup, steps: steps)
             return "cicl: \(comm.size) rank(s), global batch \(batch) (≈\(b) local), \(g) genes, \(data.cells) cells, "
                 + "\(m.store.parameterCount) parameters, negatives \(h.negatives.rawValue)\n"
                 + "  step \(fmt(ms, 2)) ms  →  \(Int(Double(b) / (ms / 1000))) cells/s per rank\n"
@@ -182,10 +140,38 @@ extension BenchModel {
     }
 }
 
+/// Interleaved: `steps` optimiser steps and, after each, raw sgemm of `shapes` (m, n, k) — the same
+/// GEMMs on buffers of the largest sizes. Median step ms, median sgemm ms, the GEMMs' FLOPs.
+func stepsAgainstSgemm(_ trainer: Trainer, shapes: [(Int, Int, Int)], warmup: Int, steps: Int) throws -> (Double, Double, Double) {
+    let maxA = shapes.map { $0.0 * $0.2 }.max()!, maxB = shapes.map { $0.2 * $0.1 }.max()!, maxC = shapes.map { $0.0 * $0.1 }.max()!
+    var rng = RandomStream(seed: 1)
+    let A = Tensor.uniform(rows: 1, cols: maxA, rng: &rng), B = Tensor.uniform(rows: 1, cols: maxB, rng: &rng)
+    let C = Tensor(rows: 1, cols: maxC)
+    func raw() {
+        for (mm, nn, kk) in shapes {
+            Linalg.sgemm(transA: false, transB: false, m: mm, n: nn, k: kk, alpha: 1, a: A.pointer, lda: kk,
+                         b: B.pointer, ldb: nn, beta: 0, c: C.pointer, ldc: nn)
+        }
+    }
+    for _ in 0..<warmup { _ = try trainer.step(); raw() }
+    var stepT: [Double] = [], rawT: [Double] = []
+    for _ in 0..<steps {
+        let t0 = Communicator.time()
+        _ = try trainer.step()
+        let t1 = Communicator.time()
+        raw()
+        let t2 = Communicator.time()
+        stepT.append(t1 - t0); rawT.append(t2 - t1)
+    }
+    let flops = shapes.reduce(0.0) { $0 + 2 * Double($1.0) * Double($1.1) * Double($1.2) }
+    return (median(stepT) * 1000, median(rawT) * 1000, flops)
+}
+
 /// VmHWM of this process (Linux), MiB; 0 where /proc is not available.
 func peakResidentMiB() -> Int {
     guard let s = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
           let line = s.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }) else { return 0 }
-    let kb = Int(line.split(separator: " ").dropFirst().first(where: { Int($0) != nil }) ?? "0") ?? 0
+    // "VmHWM:\t 1234 kB", with a tab and as many spaces as the number leaves (none at 7 digits).
+    let kb = line.split(whereSeparator: { $0 == " " || $0 == "\t" }).dropFirst().lazy.compactMap { Int($0) }.first ?? 0
     return kb / 1024
 }
