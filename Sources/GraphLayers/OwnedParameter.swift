@@ -2,6 +2,12 @@
 // that owns a cell owns its row, its gradient and its Adam moments. Other ranks use a row through the
 // halo exchange; its gradient goes back to the owner in the backward pass, so after the step the owner
 // holds the whole gradient of the global loss and updates the row itself.
+//
+// The optimiser is lazy Adam (torch.optim.SparseAdam's rule): a step updates only the rows that took
+// part in it (read by a local cell or served to another rank through the halo), with the step count
+// shared by all rows for the bias correction. Dense Adam would also move every untouched row by its
+// momentum, which costs O(rows) per step and O(N²/B) per epoch in mini-batches; in a full-graph step
+// every row takes part, so the two rules give the same numbers there.
 import Autograd
 import Collectives
 import Foundation
@@ -19,31 +25,48 @@ public final class OwnedParameter {
     public private(set) var secondMoment: [Float]
     public private(set) var steps = 0
     public var beta1: Float = 0.9, beta2: Float = 0.999, eps: Float = 1e-8
+    private var isTouched: [Bool]
+    /// Rows that took part in the current step, in first-use order.
+    public private(set) var touchedRows: [Int32] = []
 
     public init(_ name: String, rows: Int, width: Int, fill: Float) {
         self.name = name; self.rows = rows; self.width = width
         values = [Float](repeating: fill, count: rows * width)
         grads = [Float](repeating: 0, count: rows * width)
         firstMoment = grads; secondMoment = grads
+        isTouched = [Bool](repeating: false, count: rows)
     }
 
-    public func zeroGrad() { for i in grads.indices { grads[i] = 0 } }
+    public func zeroGrad() {
+        for i in grads.indices { grads[i] = 0 }
+        for r in touchedRows { isTouched[Int(r)] = false }
+        touchedRows.removeAll(keepingCapacity: true)
+    }
 
-    /// One Adam step on every row (torch's Adam on a dense n × d parameter: rows whose gradient is 0 in
-    /// this step still move by their momentum), then the gradient is cleared.
+    /// Marks local row `r` as taking part in this step (its gradient may be non-zero).
+    @inline(__always) public func touch(_ r: Int32) {
+        if !isTouched[Int(r)] { isTouched[Int(r)] = true; touchedRows.append(r) }
+    }
+
+    /// One lazy Adam step on the rows that took part since the last step (see the header), then their
+    /// gradient is cleared. Cost O(touched rows × width).
     public func step(lr: Float) {
         steps += 1
         let t = Float(steps)
         let c1 = 1 - Foundation.pow(beta1, t), c2 = 1 - Foundation.pow(beta2, t)
         let stepSize = lr / c1, invSqrtC2 = 1 / c2.squareRoot()
-        for e in 0..<values.count {
-            let g = grads[e]
-            let m = beta1 * firstMoment[e] + (1 - beta1) * g
-            let v = beta2 * secondMoment[e] + (1 - beta2) * g * g
-            firstMoment[e] = m; secondMoment[e] = v
-            values[e] -= stepSize * m / ((v.squareRoot() * invSqrtC2) + eps)
-            grads[e] = 0
+        for r in touchedRows {
+            for e in (Int(r) * width)..<(Int(r) * width + width) {
+                let g = grads[e]
+                let m = beta1 * firstMoment[e] + (1 - beta1) * g
+                let v = beta2 * secondMoment[e] + (1 - beta2) * g * g
+                firstMoment[e] = m; secondMoment[e] = v
+                values[e] -= stepSize * m / ((v.squareRoot() * invSqrtC2) + eps)
+                grads[e] = 0
+            }
+            isTouched[Int(r)] = false
         }
+        touchedRows.removeAll(keepingCapacity: true)
     }
 
     /// values, first and second moments side by side (rows × 3·width), for per-cell checkpoint shards.
@@ -81,6 +104,8 @@ extension Tape {
     public func ownedRows(_ p: OwnedParameter, index: [Int32], halo: HaloPlan?) throws -> Var {
         let w = p.width
         let remote: [Float] = try halo.map { plan in try p.values.withUnsafeBufferPointer { try plan.fetch($0, width: w) } } ?? []
+        for s in index where s >= 0 { p.touch(s) }
+        if let halo { for r in halo.servedRows { p.touch(r) } }
         let out = alloc(index.count, w)
         for (i, s) in index.enumerated() {
             let dst = out.pointer + i * w

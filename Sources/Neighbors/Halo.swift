@@ -13,6 +13,8 @@ public final class HaloPlan: @unchecked Sendable {
     /// The communicator the plan exchanges rows on.
     public var communicator: Communicator { comm }
     private let sendRows: [Int32]     // local rows to send, grouped by requesting rank
+    /// This rank's local rows that other ranks requested (grouped by requesting rank; a row may repeat).
+    public var servedRows: [Int32] { sendRows }
     private let sendCounts: [Int]     // rows per requesting rank
     private let receiveCounts: [Int]  // rows of `rows` owned by each rank
 

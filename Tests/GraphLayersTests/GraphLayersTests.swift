@@ -292,4 +292,32 @@ final class GraphLayersTests: XCTestCase {
         copy.restore(state: p.state, steps: p.steps)
         XCTAssertEqual(copy.values, p.values); XCTAssertEqual(copy.state, p.state)
     }
+
+    /// Lazy Adam: a step moves only the rows that took part in it; a touched row follows Adam's rule
+    /// with the shared step count, an untouched one keeps its value and moments although its momentum
+    /// is non-zero (dense Adam would move it: O(rows) per step).
+    func testOwnedParameterStepMovesOnlyTouchedRows() throws {
+        let p = OwnedParameter("a", rows: 4, width: 2, fill: 1)
+        func pass(_ index: [Int32], grad: Float) throws {
+            let t = Tape()
+            let v = try t.ownedRows(p, index: index, halo: nil)
+            try t.backward(v, seed: Tensor(rows: index.count, cols: 2, repeating: grad))
+        }
+        try pass([0, 2], grad: 0.5)
+        p.step(lr: 0.1)
+        XCTAssertEqual(p.touchedRows, [])
+        let before = p.state
+        try pass([1], grad: -2)
+        XCTAssertEqual(p.touchedRows, [1])
+        p.step(lr: 0.1)
+        let after = p.state
+        for r in [0, 2, 3] { XCTAssertEqual(Array(after[(r * 6)..<(r * 6 + 6)]), Array(before[(r * 6)..<(r * 6 + 6)]), "row \(r) moved") }
+        // Row 1, step 2 of the shared count, first gradient -2: m = 0.1·g, v = 0.001·g².
+        let g: Float = -2, m = 0.1 * g, v = 0.001 * g * g
+        let c1: Float = 1 - 0.9 * 0.9, c2: Float = 1 - 0.999 * 0.999
+        let expected = 1 - (0.1 / c1) * m / ((v.squareRoot() / c2.squareRoot()) + 1e-8)
+        XCTAssertEqual(p.values[2], expected, accuracy: 4 * Float.ulpOfOne * abs(expected) + 1e-6)
+        XCTAssertEqual(p.values[3], p.values[2])
+        XCTAssertTrue(p.grads.allSatisfy { $0 == 0 })
+    }
 }
