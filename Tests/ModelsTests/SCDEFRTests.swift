@@ -172,6 +172,9 @@ final class SCDEFRTests: XCTestCase {
             try copy.restore(from: ck, meta: try Checkpoint.readMeta(ck))
             XCTAssertEqual(copy.fusionA.state, model.fusionA.state); XCTAssertEqual(copy.fusionB.state, model.fusionB.state)
             XCTAssertEqual(copy.fusionA.steps, trainer.globalStep)
+            // … and the initial clustering the centres came from.
+            XCTAssertEqual(copy.pretrainedAssignment?.count, 300)
+            XCTAssertEqual(copy.pretrainedAssignment, model.pretrainedAssignment)
         }
     }
 }

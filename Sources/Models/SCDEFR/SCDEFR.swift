@@ -329,8 +329,12 @@ public final class SCDEFR: Model {
     }
 
     public func checkpointShards() -> [String: Checkpoint.Shard] {
-        ["fusion_a": .init(ids: cellIds, width: 3 * embeddingDim, values: fusionA.state),
-         "fusion_b": .init(ids: cellIds, width: 3 * embeddingDim, values: fusionB.state)]
+        // The initial clustering (the labels the centres came from, −1 before they exist) goes with the
+        // cell so that a resumed run reports the same "initial clustering" scores.
+        let initial = initialLabels.isEmpty ? [Float](repeating: -1, count: cellIds.count) : initialLabels.map(Float.init)
+        return ["fusion_a": .init(ids: cellIds, width: 3 * embeddingDim, values: fusionA.state),
+                "fusion_b": .init(ids: cellIds, width: 3 * embeddingDim, values: fusionB.state),
+                "initial_labels": .init(ids: cellIds, width: 1, values: initial)]
     }
 
     public func restore(from checkpoint: URL, meta: CheckpointMeta) throws {
@@ -338,6 +342,8 @@ public final class SCDEFR: Model {
         let b = try Checkpoint.readShard(checkpoint, "fusion_b", ranksWritten: meta.ranks, wanted: cellIds)
         fusionA.restore(state: a.values, steps: meta.globalStep)
         fusionB.restore(state: b.values, steps: meta.globalStep)
+        let initial = try Checkpoint.readShard(checkpoint, "initial_labels", ranksWritten: meta.ranks, wanted: cellIds).values
+        initialLabels = initial.contains(where: { $0 < 0 }) ? [] : initial.map { Int32($0) }
         cachedEmbedding = nil
     }
 
@@ -485,7 +491,9 @@ public final class SCDEFR: Model {
     public var report: [(String, ReportValue)] {
         var r: [(String, ReportValue)] = [("clusters", .integer(k)), ("training", .text(training.rawValue)),
                                           ("attention", .text(attention.rawValue))]
+        // K estimated in this process, or (after a resume) the estimate the checkpoint's centres carry.
         if let e = estimatedK { r.append(("estimated_clusters", .integer(e.best))) }
+        else if context.clusters == nil && centresReady { r.append(("estimated_clusters", .integer(k))) }
         if let c = lastChoice {
             r.append(("clustering", .text(c.method.rawValue)))
             if !c.silhouetteKMeans.isNaN { r += [("silhouette_kmeans", .number(c.silhouetteKMeans)), ("silhouette_spectral", .number(c.silhouetteSpectral))] }
