@@ -57,6 +57,7 @@ func graphLayerChecks(comm: Communicator, expect: (Bool, String) -> Void) throws
         let store = ParameterStore()
         let tag: TAGConv, bn: SyncBatchNorm1d, gcn: GCNConv
         let fusion: OwnedParameter
+        var touched: Set<Int32> = []
         init(rows: Int, firstId: Int, comm: Communicator) {
             var rng = RandomStream(seed: 44, purpose: .initialization)
             tag = TAGConv(store, "tag", inputs: 6, outputs: 5, hops: 3, rng: &rng)
@@ -78,7 +79,14 @@ func graphLayerChecks(comm: Communicator, expect: (Bool, String) -> Void) throws
         h = tape.relu(try net.bn(h, tape))
         h = tape.dropout(h, p: 0.25, stream: RandomStream(seed: 46, purpose: .augmentation), keys: ids.map(UInt64.init))
         h = try net.gcn(h, graph: gcnOp, tape)
-        h = tape.mul(h, try tape.ownedRows(net.fusion, index: (0..<ids.count).map(Int32.init), halo: nil))
+        // Each cell reads its own fusion row and, at half weight, that of a partner cell that is mostly
+        // on another rank: halo reads whose gradients go back to the owner.
+        let partner = ids.map { Int64(($0 * 7 + 3) % n) }
+        let plan = try HaloPlan(needed: partner.filter { !ids.contains(Int($0)) }, layout: lay, comm: c)
+        let partnerIndex = partner.map { g in ids.contains(Int(g)) ? Int32(Int(g) - ids.lowerBound) : Int32(-1 - plan.index(of: g)!) }
+        let own = try tape.ownedRows(net.fusion, index: (0..<ids.count).map(Int32.init), halo: nil)
+        h = tape.mul(h, tape.add(own, tape.scale(try tape.ownedRows(net.fusion, index: partnerIndex, halo: plan), 0.5)))
+        net.touched = Set(net.fusion.touchedRows)
         let zl = try tape.propagate(h, rowOp)
         let out = tape.add(try tape.graphSelfAttention(zl, rowOp),
                            tape.scale(try tape.globalSelfAttention(zl, comm: c, blockRows: 4, blockCols: 7), 0.5))
@@ -87,7 +95,7 @@ func graphLayerChecks(comm: Communicator, expect: (Bool, String) -> Void) throws
     }
 
     /// The global loss and all gradients of a run on `c` over `ids`.
-    struct Result { var loss: Double; var store: [Float]; var fusion: [Float]; var x: [Float] }
+    struct Result { var loss: Double; var store: [Float]; var fusion: [Float]; var x: [Float]; var touched: Set<Int32> }
     func evaluate(ids: Range<Int>, lay: RowLayout, c: Communicator, perturb: ((Net, Tensor) -> Void)? = nil) throws -> Result {
         let net = Net(rows: ids.count, firstId: ids.lowerBound, comm: c)
         let sparse = try features(ids), x = sparse.toDense()
@@ -103,11 +111,22 @@ func graphLayerChecks(comm: Communicator, expect: (Bool, String) -> Void) throws
         try tape.backward(b.loss, seed: Tensor.scalar(w))
         var g = net.store.flatGrads.scalars
         try c.allreduce(&g, op: .sum)
-        return Result(loss: loss, store: g, fusion: net.fusion.grads, x: tape.grad(b.x)?.scalars ?? [])
+        return Result(loss: loss, store: g, fusion: net.fusion.grads, x: tape.grad(b.x)?.scalars ?? [], touched: net.touched)
     }
 
-    let dist = try evaluate(ids: mine, lay: layout, c: comm)
     let solo = try evaluate(ids: 0..<n, lay: all, c: Communicator.solo)
+    // A rank without cells (rank 0 when p > 1) must take part in every collective and change nothing.
+    if p > 1 {
+        var emptyCounts = counts; emptyCounts[1] += emptyCounts[0]; emptyCounts[0] = 0
+        let emptyLayout = RowLayout(counts: emptyCounts)
+        let e = try evaluate(ids: emptyLayout.range(of: r), lay: emptyLayout, c: comm)
+        let scale = max(solo.store.map(abs).max() ?? 0, 1e-6)
+        let worst = zip(e.store, solo.store).map { abs($0 - $1) }.max()! / scale
+        expect(abs(e.loss - solo.loss) <= 1e-5 * abs(solo.loss) && worst < 1e-4,
+               "graph layers with rank 0 empty: loss \(e.loss) vs \(solo.loss) on one, gradients differ by \(worst)")
+    }
+    let dist = try evaluate(ids: mine, lay: layout, c: comm)
+    expect(solo.touched == Set((0..<Int32(n))), "owned rows: one rank touches every row (\(solo.touched.count) of \(n))")
     // Budget: the distributed sums add the same terms in another order (halo rows, allreduced batch
     // statistics, reduce-scattered attention gradients): a few Float ulps of each sum, < 1e-5 relative
     // to the largest gradient; a missing halo contribution or a wrong weight is of order 1e-1.
@@ -156,6 +175,19 @@ func graphLayerChecks(comm: Communicator, expect: (Bool, String) -> Void) throws
     let requests = try comm.allgatherv(plan.rows).values
     let wantCount = mine.map { g in Float(requests.filter { $0 == Int64(g) }.count) }
     expect(local == wantCount, "halo accumulate adds each requester's value at the owner")
+    // Lazy Adam: a parameter read only through the halo (rank 0 reads nothing) is touched exactly at
+    // the rows its owner served, and one step moves those rows and no other.
+    let owned = OwnedParameter("t", rows: mine.count, width: 2, fill: 1)
+    let tape = Tape()
+    let haloIndex = plan.rows.indices.map { Int32(-1 - $0) }
+    let read = try tape.ownedRows(owned, index: haloIndex, halo: plan)
+    try tape.backward(read, seed: Tensor(rows: haloIndex.count, cols: 2, repeating: 1))
+    let served = Set(mine.filter { g in requests.contains(Int64(g)) }.map { Int32($0 - lo) })
+    let touchedBefore = Set(owned.touchedRows)
+    owned.step(lr: 0.1)
+    let moved = Set((0..<mine.count).filter { owned.values[$0 * 2] != 1 }.map(Int32.init))
+    expect(touchedBefore == served && moved == served,
+           "owned rows: rank \(r) touched \(touchedBefore.sorted()) and moved \(moved.sorted()); served \(served.sorted())")
     let a = graph(mine)
     let got = try plan.fetchSparse(rowPtr: a.rowPtr, columns: a.cols, values: a.values)
     let ref = graph(0..<n)
