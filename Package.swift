@@ -23,10 +23,10 @@ let swiftSettings: [SwiftSetting] = targetCPU.map { [.unsafeFlags(["-target-cpu"
 
 // Syncytium — distributed trainer for single-cell contrastive and graph clustering models.
 // Layering, bottom up (a module depends only on modules on earlier lines; the README's Layout table):
-//   C shims: CMPI, COpenBLAS, CHDF5 (each imported by exactly one Swift module)
+//   C shims: CMPI, COpenBLAS, CHDF5, CLZF (each imported by exactly one Swift module)
 //   Collectives (the only importer of CMPI), Settings (Yams)
 //   TensorCore (the only importer of COpenBLAS) → Autograd → NN
-//   HDF5IO (the only importer of CHDF5; MPI-IO on a communicator handed in from Collectives) → CellData
+//   HDF5IO (the only importer of CHDF5 and CLZF; MPI-IO on a communicator handed in from Collectives) → CellData
 //   Clustering → Neighbors (Neighbors uses Clustering's k-means for its IVF quantiser) → GraphLayers
 //     (distributed graph layers on the tape: Neighbors' halo exchange + Autograd + NN)
 //   Training → Models (Registry + one folder per model) → Pipelines
@@ -51,6 +51,8 @@ let package = Package(
                        providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CHDF5", path: "Sources/CHDF5", pkgConfig: "hdf5-openmpi",
                        providers: [.apt(["libhdf5-openmpi-dev"])]),
+        // liblzf: h5py's LZF filter (anndata's `compression="lzf"`), registered with HDF5 by HDF5IO.
+        .systemLibrary(name: "CLZF", path: "Sources/CLZF", providers: [.apt(["liblzf-dev"])]),
 
         // MARK: - Libraries, bottom up (each depends only on those above it; README's Layout table).
         .target(name: "Collectives", dependencies: ["CMPI", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
@@ -59,7 +61,7 @@ let package = Package(
         .target(name: "TensorCore", dependencies: ["COpenBLAS"], swiftSettings: swiftSettings),
         .target(name: "Autograd", dependencies: ["TensorCore"], swiftSettings: swiftSettings),
         .target(name: "NN", dependencies: ["TensorCore", "Autograd"], swiftSettings: swiftSettings),
-        .target(name: "HDF5IO", dependencies: ["CHDF5", "Collectives"], swiftSettings: swiftSettings),
+        .target(name: "HDF5IO", dependencies: ["CHDF5", "CLZF", "Collectives"], swiftSettings: swiftSettings),
         .target(name: "CellData", dependencies: ["HDF5IO", "Collectives", "TensorCore", "Settings", .product(name: "Logging", package: "swift-log")],
                 exclude: ["README.md"], swiftSettings: swiftSettings),
         .target(name: "Clustering", dependencies: ["Collectives", "TensorCore"], swiftSettings: swiftSettings),

@@ -93,4 +93,8 @@ static inline long long ch5_num_attrs(hid_t obj) {
     return (long long)info.num_attrs;
 }
 
+// Filter registration (H5Zregister): the macros of H5Zpublic.h.
+static inline int ch5_z_class_t_vers(void) { return H5Z_CLASS_T_VERS; }
+static inline unsigned ch5_z_flag_reverse(void) { return H5Z_FLAG_REVERSE; }
+
 #endif /* SYNCYTIUM_CHDF5_SHIM_H */

@@ -28,6 +28,8 @@ public struct InspectReport: Sendable, Codable {
     /// All sampled values are non-negative integers.
     public var looksLikeRawCounts: Bool
     public var sampledValues: Int
+    /// Sum of the sampled values (all of X's stored values when `sampledValues` equals nnz).
+    public var sampleSum: Double
     public var allZeroCellsInSample: Int
 }
 
@@ -35,8 +37,11 @@ extension CellReader {
     /// Describes a file (call on one rank; errors are CellDataError one-liners).
     public static func inspect(_ path: String, counts: CountsSource = .x, sampleLimit: Int = 1 << 20) throws -> InspectReport {
         let file = try openInput(path, communicator: nil)
-        let L = try describe(file, path: path, counts: counts)
         let root = file.root
+        if counts == .x, !root.exists("X"), root.kind(of: "obs") != nil, root.kind(of: "var") != nil {
+            return try inspectWithoutX(root, path: path)
+        }
+        let L = try describe(file, path: path, counts: counts)
         // nnz and a value sample.
         var nnz: Int64 = L.nnz ?? 0
         var sample: [Float] = []
@@ -78,35 +83,50 @@ extension CellReader {
         var columns: [InspectReport.Column] = []
         var varCols: [String] = []
         if let op = L.obsPath {
-            let frame = try readFrame(try root.group(op), path: path, object: op, rows: 0..<L.nObs, expected: L.nObs, columns: true)
-            for name in frame.columnNames {
-                switch frame[name]! {
-                case .categorical(let codes, let cats, _):
-                    var counts = [Int](repeating: 0, count: cats.count)
-                    var missing = 0
-                    for c in codes { if c >= 0 { counts[Int(c)] += 1 } else { missing += 1 } }
-                    columns.append(.init(name: name, kind: "categorical",
-                                         categoryCounts: Dictionary(uniqueKeysWithValues: zip(cats, counts)),
-                                         categoryOrder: cats, missing: missing))
-                case .numeric(let v): columns.append(.init(name: name, kind: "numeric", missing: v.filter { $0.isNaN }.count))
-                case .strings: columns.append(.init(name: name, kind: "string"))
-                case .bools: columns.append(.init(name: name, kind: "bool"))
-                }
-            }
+            let frame = try readFrame(root, op, path: path, rows: 0..<L.nObs, expected: L.nObs, columns: true)
+            columns = frame.columnNames.map { summary($0, frame[$0]!) }
         } else if L.format == "legacy-xy" {
             columns.append(.init(name: "Y", kind: "numeric"))
         }
         if let vp = L.varPath {
-            let g = try root.group(vp)
-            if g.hasAttribute("column-order"), (try? g.attributeType("column-order"))?.isString == true {
-                varCols = try g.stringArrayAttribute("column-order")
-            }
+            varCols = try readFrame(root, vp, path: path, rows: 0..<L.nVars, expected: L.nVars, columns: true).columnNames
         }
         let layers = root.kind(of: "layers") == .group ? try root.group("layers").memberNames() : []
         return InspectReport(file: path, format: L.format, matrix: L.matrixPath, layout: L.layout, dtype: L.dtype.name,
                              cells: L.nObs, genes: L.nVars, nnz: nnz,
                              density: L.nObs * L.nVars > 0 ? Double(nnz) / (Double(L.nObs) * Double(L.nVars)) : 0,
-                             obsColumns: columns, varColumns: varCols, layers: layers, hasRaw: root.exists("raw/X"),
-                             looksLikeRawCounts: raw, sampledValues: sample.count, allZeroCellsInSample: zeroCells)
+                             obsColumns: columns, varColumns: varCols, layers: layers, hasRaw: root.exists("raw/X") || root.exists("raw.X"),
+                             looksLikeRawCounts: raw, sampledValues: sample.count,
+                             sampleSum: sample.reduce(0.0) { $0 + Double($1) }, allZeroCellsInSample: zeroCells)
+    }
+
+    /// An AnnData file whose X is None (anndata writes no X then): shape and annotations only.
+    static func inspectWithoutX(_ root: H5Group, path: String) throws -> InspectReport {
+        guard let nObs = try readOrExplain(path, "obs", { try frameLength(root, "obs") }),
+              let nVars = try readOrExplain(path, "var", { try frameLength(root, "var") }) else {
+            throw CellDataError(file: path, object: "obs", problem: "no X and no obs/var index", fix: "re-write the file with anndata")
+        }
+        let obs = try readFrame(root, "obs", path: path, rows: 0..<nObs, expected: nObs, columns: true)
+        let vars = try readFrame(root, "var", path: path, rows: 0..<nVars, expected: nVars, columns: true)
+        let layers = root.kind(of: "layers") == .group ? try root.group("layers").memberNames() : []
+        return InspectReport(file: path, format: "anndata", matrix: "none", layout: "none", dtype: "none",
+                             cells: nObs, genes: nVars, nnz: 0, density: 0,
+                             obsColumns: obs.columnNames.map { summary($0, obs[$0]!) }, varColumns: vars.columnNames,
+                             layers: layers, hasRaw: root.exists("raw/X") || root.exists("raw.X"), looksLikeRawCounts: false, sampledValues: 0,
+                             sampleSum: 0, allZeroCellsInSample: 0)
+    }
+
+    static func summary(_ name: String, _ column: ObsColumn) -> InspectReport.Column {
+        switch column {
+        case .categorical(let codes, let cats, _):
+            var counts = [Int](repeating: 0, count: cats.count)
+            var missing = 0
+            for c in codes { if c >= 0 { counts[Int(c)] += 1 } else { missing += 1 } }
+            return .init(name: name, kind: "categorical", categoryCounts: Dictionary(uniqueKeysWithValues: zip(cats, counts)),
+                         categoryOrder: cats, missing: missing)
+        case .numeric(let v): return .init(name: name, kind: "numeric", missing: v.filter { $0.isNaN }.count)
+        case .strings: return .init(name: name, kind: "string")
+        case .bools: return .init(name: name, kind: "bool")
+        }
     }
 }

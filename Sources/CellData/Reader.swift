@@ -143,20 +143,28 @@ public enum CellReader {
             if !isAnnData, root.kind(of: "X") == .dataset {
                 return try describeDense(root, "X", path: path, format: "legacy-xy")
             }
-            let mpath = counts.path
+            // anndata < 0.7 wrote raw as top-level "raw.X" / "raw.var".
+            let mpath = counts == .raw && !root.exists("raw/X") && root.exists("raw.X") ? "raw.X" : counts.path
             guard root.exists(mpath) else {
                 var avail = ""
                 if case .layer = counts, root.kind(of: "layers") == .group {
                     let names = (try? root.group("layers").memberNames()) ?? []
                     avail = names.isEmpty ? " (the file has no layers)" : " (layers: \(names.joined(separator: ", ")))"
                 }
+                if counts == .x {
+                    let layers = root.kind(of: "layers") == .group ? ((try? root.group("layers").memberNames()) ?? []) : []
+                    let others = layers.map { "--layer \($0)" } + (root.exists("raw/X") || root.exists("raw.X") ? ["--raw"] : [])
+                    throw CellDataError(file: path, object: "X", problem: "absent (the file stores X = None)",
+                                        fix: others.isEmpty ? "write the counts matrix to X" : "pick a matrix the file has: \(others.joined(separator: ", "))")
+                }
                 throw CellDataError(file: path, object: mpath, problem: "missing\(avail)",
-                                    fix: counts == .x ? "write the counts matrix to X" : "pick an existing matrix (--layer/--raw) or none for X")
+                                    fix: "pick an existing matrix (--layer/--raw) or none for X")
             }
             var layout = try describeMatrix(root, mpath, path: path, format: "anndata")
-            layout.obsPath = root.kind(of: "obs") == .group ? "obs" : nil
-            let varGroup = counts == .raw ? "raw/var" : "var"
-            layout.varPath = root.kind(of: varGroup) == .group ? varGroup : nil
+            // A group (anndata ≥ 0.7) or a compound dataset (a record array, anndata < 0.7).
+            layout.obsPath = root.kind(of: "obs") != nil ? "obs" : nil
+            let varGroup = counts == .raw ? (mpath == "raw.X" ? "raw.var" : "raw/var") : "var"
+            layout.varPath = root.kind(of: varGroup) != nil ? varGroup : nil
             return layout
         }
         let members = (try? root.memberNames()) ?? []
@@ -306,9 +314,33 @@ public enum CellReader {
 
     static func readOrExplain<R>(_ path: String, _ object: String, _ body: () throws -> R) throws -> R {
         do { return try body() } catch let e as CellDataError { throw e } catch {
+            let text = "\(error)"
+            // A compression filter the file needs and this process lacks is not damage: name it.
+            if let r = text.range(of: "required filter '"), let end = text[r.upperBound...].firstIndex(of: "'") {
+                let name = String(text[r.upperBound..<end].prefix { $0 != ";" })
+                throw CellDataError(file: path, object: object,
+                                    problem: "compressed with the HDF5 filter '\(name)', which this process does not have",
+                                    fix: missingFilterFix(name))
+            }
             throw CellDataError(file: path, object: object, problem: "read failed (\(error))",
                                 fix: "the file is probably truncated or damaged; re-create it")
         }
+    }
+
+    /// Where a missing HDF5 filter comes from (Debian packages; LZF and gzip are built in).
+    static func missingFilterFix(_ name: String) -> String {
+        let rewrite = "or re-write the file with gzip (anndata: write_h5ad(path, compression=\"gzip\"))"
+        let lower = name.lowercased()
+        let package: String?
+        if lower.contains("blosc") { package = "hdf5-filter-plugin-blosc-serial" }
+        else if lower.contains("zfp") { package = "hdf5-filter-plugin-zfp-serial" }
+        else if lower.contains("lz4") || lower.contains("bzip2") || lower.contains("bshuf") || lower.contains("bitshuffle") { package = "hdf5-filter-plugin" }
+        else { package = nil }
+        let plugins = "/usr/lib/x86_64-linux-gnu/hdf5/openmpi/plugins"
+        if let package {
+            return "install its HDF5 plugin (Debian: \(package); put the .so in \(plugins) or HDF5_PLUGIN_PATH) \(rewrite)"
+        }
+        return "install an HDF5 plugin for '\(name)' (in \(plugins) or HDF5_PLUGIN_PATH; h5py users get it from the hdf5plugin package) \(rewrite)"
     }
 
     static func validateIndptr(_ p: [Int64], nnz: Int64, path: String, object: String) throws {
@@ -530,12 +562,10 @@ public enum CellReader {
             }
         default:
             if let op = L.obsPath {
-                obs = try readFrame(try root.group(op), path: path, object: op, rows: rows, expected: L.nObs,
-                                    columns: options.readObsColumns)
+                obs = try readFrame(root, op, path: path, rows: rows, expected: L.nObs, columns: options.readObsColumns)
             }
             if let vp = L.varPath {
-                vars = try readFrame(try root.group(vp), path: path, object: vp, rows: 0..<L.nVars, expected: L.nVars,
-                                     columns: true)
+                vars = try readFrame(root, vp, path: path, rows: 0..<L.nVars, expected: L.nVars, columns: true)
             }
         }
         for key in options.requiredObsKeys where obs[key] == nil {
@@ -550,6 +580,72 @@ public enum CellReader {
         guard got == want else {
             throw CellDataError(file: path, object: object, problem: "shape mismatch: \(got) entries, expected \(want)",
                                 fix: "obs/var must have one entry per cell/gene")
+        }
+    }
+
+    /// Reads the dataframe at `object` under `root`: a group (anndata ≥ 0.7) or a record array.
+    static func readFrame(_ root: H5Group, _ object: String, path: String, rows: Range<Int>, expected: Int,
+                          columns: Bool) throws -> Frame {
+        if root.kind(of: object) == .dataset {
+            return try readRecordFrame(try root.dataset(object), root: root, path: path, object: object, rows: rows,
+                                       expected: expected, columns: columns)
+        }
+        return try readFrame(try root.group(object), path: path, object: object, rows: rows, expected: expected, columns: columns)
+    }
+
+    /// Rows of the dataframe at `object` (its index length), nil when it has no index.
+    static func frameLength(_ root: H5Group, _ object: String) throws -> Int? {
+        if root.kind(of: object) == .dataset { return try root.dataset(object).shape.first }
+        guard root.kind(of: object) == .group else { return nil }
+        let g = try root.group(object)
+        var indexName = "_index"
+        if g.hasAttribute("_index") { indexName = try g.stringAttribute("_index") }
+        else if !g.exists("_index"), g.exists("index") { indexName = "index" }
+        return g.kind(of: indexName) == .dataset ? try g.dataset(indexName).count : nil
+    }
+
+    /// anndata < 0.7's dataframe: one compound dataset, a field per column ("index" the names), and a
+    /// categorical column stored as integer codes with its categories in `uns/<column>_categories`.
+    static func readRecordFrame(_ d: H5Dataset, root: H5Group, path: String, object: String, rows: Range<Int>,
+                                expected: Int, columns: Bool) throws -> Frame {
+        guard let members = d.compoundMembers, d.shape.count == 1 else {
+            throw CellDataError(file: path, object: object, problem: "a dataset of \(d.typeClass.name) \(d.shape), not a dataframe",
+                                fix: "re-write the file with anndata")
+        }
+        try checkLength(d.count, expected, path: path, object: object)
+        return try readOrExplain(path, object) {
+            var frame = Frame(index: rows.map { String($0) })
+            let indexField = members.first { $0.name == "index" || $0.name == "_index" }
+            if let f = indexField {
+                guard f.type.isString else {
+                    throw CellDataError(file: path, object: "\(object)/\(f.name)", problem: "index of \(f.type.name), not strings",
+                                        fix: "re-write the file with anndata")
+                }
+                frame = Frame(index: try d.readMemberStrings(f.name, rows: rows))
+                frame.indexName = f.name
+            }
+            guard columns else { return frame }
+            let uns = root.kind(of: "uns") == .group ? try root.group("uns") : nil
+            for m in members where m.name != indexField?.name {
+                let col: ObsColumn
+                switch m.type {
+                case .string: col = .strings(try d.readMemberStrings(m.name, rows: rows))
+                case .enumeration: col = .bools(try d.readMemberBools(m.name, rows: rows))
+                case .integer where uns?.kind(of: "\(m.name)_categories") == .dataset:
+                    let codes: [Int32] = try d.readMember(m.name, rows: rows)
+                    let cats = try uns!.dataset("\(m.name)_categories").readStrings()
+                    for x in codes where x < -1 || Int(x) >= cats.count {
+                        throw CellDataError(file: path, object: "\(object)/\(m.name)", problem: "code \(x) out of range for \(cats.count) categories",
+                                            fix: "re-write the file with anndata")
+                    }
+                    col = .categorical(codes: codes, categories: cats, ordered: false)
+                case .integer, .float: col = .numeric(try d.readMember(m.name, rows: rows))
+                case .other:
+                    continue    // array-valued fields are not dataframe columns
+                }
+                frame.set(m.name, col)
+            }
+            return frame
         }
     }
 

@@ -281,3 +281,75 @@ public final class H5Dataset: H5Object, @unchecked Sendable {
         }
     }
 }
+
+// MARK: compound (record-array) datasets
+
+extension H5Dataset {
+    /// The members of a compound element type, in file order, with their type class; nil for other
+    /// types. anndata before 0.7 stored obs and var as one compound dataset (a numpy record array).
+    public var compoundMembers: [(name: String, type: H5TypeClass)]? {
+        let t = H5Dget_type(id)
+        defer { H5Tclose(t) }
+        guard H5Tget_class(t) == H5T_COMPOUND else { return nil }
+        var out: [(String, H5TypeClass)] = []
+        for i in 0..<UInt32(Swift.max(H5Tget_nmembers(t), 0)) {
+            guard let cname = H5Tget_member_name(t, i) else { continue }
+            let name = String(cString: cname)
+            H5free_memory(cname)
+            let mt = H5Tget_member_type(t, i)
+            out.append((name, H5TypeClass.of(type: mt)))
+            H5Tclose(mt)
+        }
+        return out
+    }
+
+    /// The file type of member `name` (caller closes it).
+    func memberFileType(_ name: String) throws -> hid_t {
+        let t = H5Dget_type(id)
+        defer { H5Tclose(t) }
+        let i = H5Tget_member_index(t, name)
+        guard i >= 0 else { throw HDF5Error(operation: "'\(path)' in \(fileName) has no member '\(name)'", stack: "") }
+        return H5Tget_member_type(t, UInt32(i))
+    }
+
+    /// Reads member `name` of a 1-D compound dataset's elements `rows` with the memory type `memberType`
+    /// (one member at offset 0: HDF5 picks that field out of each record and converts it).
+    func readMember(_ name: String, memberType: hid_t, size: Int, rows: Range<Int>) throws -> [UInt8] {
+        try checkRange(rows.lowerBound, rows.count)
+        let mem = try h5id(H5Tcreate(H5T_COMPOUND, size), "create compound memory type")
+        defer { H5Tclose(mem) }
+        try h5(H5Tinsert(mem, name, 0, memberType), "insert member '\(name)'")
+        let (f, m) = try slabSpace(start: rows.lowerBound, count: rows.count)
+        defer { H5Sclose(f); H5Sclose(m) }
+        var buf = [UInt8](repeating: 0, count: Swift.max(rows.count * size, 1))
+        try h5(H5Dread(id, mem, m, f, ch5_p_default(), &buf), "read member '\(name)' of '\(path)' in \(fileName)")
+        return buf
+    }
+
+    /// Member `name` as numbers (integer or float members, converted to T).
+    public func readMember<T: H5Scalar>(_ name: String, rows: Range<Int>, as: T.Type = T.self) throws -> [T] {
+        let bytes = try readMember(name, memberType: T.h5NativeType, size: MemoryLayout<T>.stride, rows: rows)
+        return bytes.withUnsafeBytes { raw in (0..<rows.count).map { raw.load(fromByteOffset: $0 * MemoryLayout<T>.stride, as: T.self) } }
+    }
+
+    /// Member `name` as booleans (h5py's bool enum, or an integer member: non-zero is true).
+    public func readMemberBools(_ name: String, rows: Range<Int>) throws -> [Bool] {
+        let ft = try memberFileType(name)
+        defer { H5Tclose(ft) }
+        let size = Int(H5Tget_size(ft))
+        let bytes = try readMember(name, memberType: ft, size: size, rows: rows)
+        return (0..<rows.count).map { r in bytes[(r * size)..<((r + 1) * size)].contains { $0 != 0 } }
+    }
+
+    /// Member `name` as strings (fixed-length string members, as numpy's S/U record fields).
+    public func readMemberStrings(_ name: String, rows: Range<Int>) throws -> [String] {
+        let ft = try memberFileType(name)
+        defer { H5Tclose(ft) }
+        guard H5Tget_class(ft) == H5T_STRING, H5Tis_variable_str(ft) <= 0 else {
+            throw HDF5Error(operation: "member '\(name)' of '\(path)' in \(fileName) is not a fixed-length string", stack: "")
+        }
+        let width = Int(H5Tget_size(ft))
+        let bytes = try readMember(name, memberType: ft, size: width, rows: rows)
+        return (0..<rows.count).map { decodeFixed(bytes[($0 * width)..<(($0 + 1) * width)]) }
+    }
+}

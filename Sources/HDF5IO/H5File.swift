@@ -78,6 +78,7 @@ public final class H5File: @unchecked Sendable {
     ///   - communicator: open through MPI-IO on this communicator; every one of its ranks must
     ///     call this together (and later any collective operation on the file). nil: serial.
     public static func open(_ path: String, writable: Bool = false, communicator: Communicator? = nil) throws -> H5File {
+        _ = LZFFilter.registered
         let fapl = try accessList(communicator: communicator)
         defer { H5Pclose(fapl) }
         let id = try h5id(H5Fopen(path, writable ? ch5_acc_rdwr() : ch5_acc_rdonly(), fapl), "open \(path)")

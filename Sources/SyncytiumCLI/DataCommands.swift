@@ -35,13 +35,19 @@ struct Inspect: ParsableCommand {
             }
             guard let r = report else { return }
             if json { print(try jsonString(r)); return }
-            print("""
-                file:     \(r.file)
+            let matrix = r.layout == "none" ? """
+                format:   \(r.format) without X (the file stores X = None)
+                shape:    \(r.cells) cells × \(r.genes) genes
+                """ : """
                 format:   \(r.format) (matrix '\(r.matrix)', \(r.layout), \(r.dtype))
                 shape:    \(r.cells) cells × \(r.genes) genes
                 nnz:      \(r.nnz) (density \(fmt(r.density, 4)))
                 counts:   \(r.looksLikeRawCounts ? "looks like raw counts" : "NOT raw counts (non-integer or negative values)") (\(r.sampledValues) values sampled)
                 zero cells: \(r.allZeroCellsInSample)
+                """
+            print("""
+                file:     \(r.file)
+                \(matrix)
                 layers:   \(r.layers.isEmpty ? "none" : r.layers.joined(separator: ", "))\(r.hasRaw ? "; raw/X present" : "")
                 var columns: \(r.varColumns.isEmpty ? "none" : r.varColumns.joined(separator: ", "))
                 obs columns:

@@ -69,7 +69,7 @@ final class BadInputTests: XCTestCase {
             _ = try f.root.createGroup("obs")
             try f.close()
         }
-        expectError(p, "X: missing")
+        expectError(p, "X: absent (the file stores X = None)")
     }
 
     func testSimulationDoesNotDependOnRowSplit() {
