@@ -7,6 +7,21 @@ extension CellReader {
     /// written without X). Errors are agreed across ranks.
     public static func readObs(_ path: String, columns: [String], comm: Communicator) throws -> (cells: Int, obs: Frame) {
         let file = try agreeing(comm) { try openInput(path, communicator: nil) }
+        if file.root.kind(of: "obs") == .dataset {     // anndata < 0.7: a record array
+            return try agreeing(comm) { () -> (Int, Frame) in
+                let n = try frameLength(file.root, "obs") ?? 0
+                let rows = RowLayout.even(total: n, size: comm.size).range(of: comm.rank)
+                let all = try readFrame(file.root, "obs", path: path, rows: rows, expected: n, columns: true)
+                var f = Frame(index: [])
+                for name in columns {
+                    guard let c = all[name] else {
+                        throw CellDataError(file: path, object: "obs/\(name)", problem: "missing", fix: "pass an existing obs column")
+                    }
+                    f.set(name, c)
+                }
+                return (n, f)
+            }
+        }
         let obs = try agreeing(comm) { () -> H5Group in
             guard file.root.exists("obs") else {
                 throw CellDataError(file: path, object: "obs", problem: "missing", fix: "pass an AnnData .h5ad file")
