@@ -487,9 +487,14 @@ extension String {
     }
 }
 
+/// Whether a terminal progress line (written without a newline) is on screen; the next other
+/// message starts on a fresh line below it.
+nonisolated(unsafe) public var stderrProgressLineOpen = false
+
 /// Writes straight to file descriptor 2 (unbuffered, safe from any thread).
 public func writeStderr(_ text: String) {
     var t = text
+    if stderrProgressLineOpen { stderrProgressLineOpen = false; t = "\n" + t }
     t.withUTF8 { buf in
         var off = 0
         while off < buf.count {

@@ -29,17 +29,40 @@ public final class ProgressLog {
         }
     }
 
-    /// A progress line at most every `every` seconds (always when `force`).
+    /// A progress line at most every `every` seconds (always when `force`). On a terminal, one line
+    /// with a bar, rewritten in place (4 times a second at most) and ended when training ends; in a
+    /// batch log, a line at most every `every` seconds and at the end of each epoch.
     public func show(epoch: Int, epochs: Int, step: Int, steps: Int, terms: [(String, Double)], cellsPerSecond: Double,
                      remainingSteps: Int, secondsPerStep: Double, force: Bool = false, every: Double = 2) {
         guard comm.rank == 0 else { return }
         let now = Date().timeIntervalSince(start)
-        guard force || now - lastPrint >= every else { return }
+        let last = remainingSteps == 0
+        guard force || last || now - lastPrint >= (interactive ? 0.25 : every) else { return }
         lastPrint = now
         let t = terms.map { "\($0.0) \(String(format: "%.4g", $0.1))" }.joined(separator: "  ")
         let eta = Double(remainingSteps) * secondsPerStep
         let line = "epoch \(epoch + 1)/\(epochs)  step \(step + 1)/\(steps)  \(t)  \(Int(cellsPerSecond)) cells/s  ETA \(formatDuration(eta))"
-        writeStderr(line + "\n")
+        guard interactive else { writeStderr(line + "\n"); return }
+        let done = epoch * steps + step + 1
+        let total = done + remainingSteps
+        // \r and "erase line" redraw in place; the line stays open (see stderrProgressLineOpen).
+        let text = "\r\u{1B}[2K" + Self.bar(Double(done) / Double(Swift.max(total, 1))) + " " + line + (last ? "\n" : "")
+        stderrProgressLineOpen = false
+        writeStderr(text)
+        stderrProgressLineOpen = !last
+    }
+
+    /// A 20-cell bar, e.g. "[#######·············]  35%".
+    static func bar(_ fraction: Double) -> String {
+        let f = Swift.min(Swift.max(fraction, 0), 1), width = 20
+        let filled = Int((f * Double(width)).rounded(.down))
+        return "[" + String(repeating: "#", count: filled) + String(repeating: "·", count: width - filled) + "] " +
+            String(format: "%3d%%", Int((f * 100).rounded(.down)))
+    }
+
+    /// Ends an open terminal line (a run stopped before its last step).
+    public func endLine() {
+        if comm.rank == 0 && stderrProgressLineOpen { stderrProgressLineOpen = false; writeStderr("\n") }
     }
 }
 

@@ -180,6 +180,7 @@ public final class Trainer {
     // MARK: the loop
 
     public func run() throws -> TrainingOutcome {
+        defer { progress.endLine() }
         let steps = stepsPerEpoch
         var stepSeconds = 0.0
         var cellsPerSecond = 0.0
