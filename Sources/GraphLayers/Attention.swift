@@ -187,13 +187,15 @@ extension Tape {
 
     /// The edge reconstruction loss of graph autoencoders restricted to the edges of `op` (the
     /// reference masks σ(Z Zᵀ) to the graph's edges, so this is exact):
-    /// L = (1/rows) Σ_i w_i Σ_{e ∈ row i} (σ(z_{rowSlot i}·z_{slot e}) − target_e)², with `targets` one per
-    /// entry (default: the operator's values) and row weights w (default 1). Collective when `op` is
-    /// distributed (the halo rows forward, their gradients back).
-    public func edgeReconstructionLoss(_ z: Var, _ op: GraphOperator, targets: [Float]? = nil, rowWeights: [Float]? = nil) throws -> Var {
+    /// L = (1/rows) Σ_i w_i Σ_{e ∈ row i} u_e (σ(z_{rowSlot i}·z_{slot e}) − target_e)², with `targets` one
+    /// per entry (default: the operator's values), row weights w and entry weights u (default 1).
+    /// Collective when `op` is distributed (the halo rows forward, their gradients back).
+    public func edgeReconstructionLoss(_ z: Var, _ op: GraphOperator, targets: [Float]? = nil, rowWeights: [Float]? = nil,
+                                       edgeWeights: [Float]? = nil) throws -> Var {
         let zv = value(z), d = zv.cols
         let tg = targets ?? op.values
-        precondition(tg.count == op.nnz && (rowWeights?.count ?? op.rows) == op.rows, "edgeReconstructionLoss: targets or row weights do not match the operator")
+        precondition(tg.count == op.nnz && (rowWeights?.count ?? op.rows) == op.rows && (edgeWeights?.count ?? op.nnz) == op.nnz,
+                     "edgeReconstructionLoss: targets, row or entry weights do not match the operator")
         let halo = try op.fetchHalo(zv)
         let coef = alloc(max(op.nnz, 1), 1)   // d L / d s_e (before the 1/rows factor)
         var total = 0.0
@@ -209,9 +211,9 @@ extension Tape {
                     let zj = row(Int(op.slot[e]), hp)
                     var s: Float = 0
                     for t in 0..<d { s += zi[t] * zj[t] }
-                    let sg = SigmoidFn.apply(s), r = sg - tg[e]
-                    acc += Double(r * r)
-                    coef.pointer[e] = 2 * w * r * sg * (1 - sg)
+                    let sg = SigmoidFn.apply(s), r = sg - tg[e], u = edgeWeights?[e] ?? 1
+                    acc += Double(u * r * r)
+                    coef.pointer[e] = 2 * w * u * r * sg * (1 - sg)
                 }
                 total += Double(w) * acc
             }

@@ -259,6 +259,19 @@ final class GraphLayersTests: XCTestCase {
         } }
         XCTAssertEqual(Double(l), ref / Double(n), accuracy: 1e-5)
         check("edge loss", [z]) { t, v in try t.edgeReconstructionLoss(v[0], op, targets: targets, rowWeights: weights) }
+        let perEntry = (0..<targets.count).map { Float(1 + $0 % 3) * 0.5 }
+        let lu = t.value(try t.edgeReconstructionLoss(t.variable(z), op, targets: targets, rowWeights: weights, edgeWeights: perEntry)).scalar
+        var refU = 0.0
+        for i in 0..<n { for e in op.rowPtr[i]..<op.rowPtr[i + 1] {
+            let j = Int(op.slot[e])
+            let s = (0..<d).reduce(0.0) { $0 + Double(z[i, $1]) * Double(z[j, $1]) }
+            let r = 1 / (1 + Foundation.exp(-s)) - Double(targets[e])
+            refU += Double(weights[i]) * Double(perEntry[e]) * r * r
+        } }
+        XCTAssertEqual(Double(lu), refU / Double(n), accuracy: 1e-5)
+        check("edge loss with entry weights", [z]) { t, v in
+            try t.edgeReconstructionLoss(v[0], op, targets: targets, rowWeights: weights, edgeWeights: perEntry)
+        }
     }
 
     /// An operator whose output rows are a subset of its inputs (rowSlot), as a batch of seed cells.

@@ -120,7 +120,7 @@ final class SCDEFRTests: XCTestCase {
             let r = Int(full.lossRows![e])
             XCTAssertEqual(full.adjn.rowPtr[r + 1] - full.adjn.rowPtr[r], 10)
             XCTAssertEqual(full.edges.rowPtr[e + 1] - full.edges.rowPtr[e], 10)
-            XCTAssertEqual(full.edgeWeights![e], 1)
+            XCTAssertTrue(full.edgeWeights![Int(full.edges.rowPtr[e])..<Int(full.edges.rowPtr[e + 1])].allSatisfy { $0 == 1 })
             // Â of the neighbourhood: symmetric, D^−½ W D^−½ with the neighbourhood's degrees.
             let lo = Int(full.lossRows![e]), hi = e + 1 < seeds.count ? Int(full.lossRows![e + 1]) : full.tag.rows
             var w = [[Float]](repeating: [Float](repeating: 0, count: hi - lo), count: hi - lo)
@@ -136,7 +136,17 @@ final class SCDEFRTests: XCTestCase {
         XCTAssertEqual(b1.fusionIndex, b2.fusionIndex)
         XCTAssertNotEqual(b1.fusionIndex, b3.fusionIndex)
         XCTAssertEqual(b1.edges.rowPtr[1] - b1.edges.rowPtr[0], 5, "the seed and its 4 sampled neighbours")
-        XCTAssertEqual(b1.edgeWeights![0], 10 / 5, accuracy: 1e-6)
+        // Unbiased at any fanout: the self edge (always kept) weighs 1, each of the 4 sampled others
+        // stands for 9/4 of the 9 others, so the weights add up to the row's 10 edges.
+        for e in seeds.indices {
+            let range = Int(b1.edges.rowPtr[e])..<Int(b1.edges.rowPtr[e + 1])
+            let seedPosition = Int(b1.lossRows![e])
+            for p in range {
+                let isSelf = Int(b1.edges.slot[p]) == seedPosition
+                XCTAssertEqual(b1.edgeWeights![p], isSelf ? 1 : 9 / 4, accuracy: 1e-6)
+            }
+            XCTAssertEqual(b1.edgeWeights![range].reduce(0, +), 10, accuracy: 1e-5)
+        }
     }
 
     /// A few epochs in each step mode: the pretraining loss falls, the fine-tune terms appear, every

@@ -13,7 +13,8 @@
 //   layers run across ranks with halo exchange, batch norm over all cells) and mini-batches: each
 //   seed cell of the global batch with `fanout` of its neighbours, the graph operators restricted to
 //   that neighbourhood (Â normalised with the neighbourhood's own degrees, A/k rows renormalised,
-//   the edge loss of a seed rescaled by k / edges present). `auto` picks by the number of cells
+//   the edge loss of a seed an unbiased estimate of its whole row: its sampled edges weighted by
+//   (row − self) / (sampled − self), the self edge by 1). `auto` picks by the number of cells
 //   in all (never by the rank count).
 // - The per-cell fusion weights a, b are owned by the rank owning the cell (`OwnedParameter`), with
 //   their own Adam state (torch's Adam semantics); mini-batch steps fetch remote rows by halo.
@@ -168,7 +169,7 @@ public final class SCDEFR: Model {
         /// block-diagonal per sampled neighbourhood in mini-batches).
         var tag: GraphOperator
         var adjn: GraphOperator
-        /// The edges of the loss cells for L_A (values: the targets A/k), and per-row weights.
+        /// The edges of the loss cells for L_A (values: the targets A/k), and per-entry weights.
         var edges: GraphOperator
         var edgeWeights: [Float]?
         /// Rows of the fusion weights per instance (≥ 0 local, < 0 halo) and their halo plan.
@@ -238,7 +239,7 @@ public final class SCDEFR: Model {
             x.gatherRows(targetRows).densify(into: target)
         }
         let ones = [Float](repeating: 1, count: max(target.rows, 1))
-        let lA = try tape.edgeReconstructionLoss(f.zGInstances, batch.edges, rowWeights: batch.edgeWeights)
+        let lA = try tape.edgeReconstructionLoss(f.zGInstances, batch.edges, edgeWeights: batch.edgeWeights)
         let lZ = ones.withUnsafeBufferPointer { tape.zinbLossTied(f.logits, counts: target, sizeFactors: $0.baseAddress!, ridge: 0) }
         var terms: [Float] = [tape.value(lA).scalar, tape.value(lZ).scalar, 0, 0, 0]
         if phase(atEpoch: ctx.epoch) == .pretrain || !centresReady {
@@ -422,9 +423,17 @@ public final class SCDEFR: Model {
                     }
                 }
                 if i == lo {
-                    for j in present { edgeS.append(j); edgeV.append(1 / kf) }
+                    // The seed's edges kept in the sample stand for all of its row: the self edge is
+                    // always kept (weight 1), the others are a uniform sample of the rest (weight
+                    // (row − self) / (kept − self)), so the rescaled sum is unbiased at any fanout.
+                    let gid = nodes[lo]
+                    let selfInRow = nb.contains(gid) ? 1 : 0
+                    let otherWeight = Float(nb.count - selfInRow) / Float(max(present.count - selfInRow, 1))
+                    for j in present {
+                        edgeS.append(j); edgeV.append(1 / kf)
+                        edgeW.append(nodes[Int(j)] == gid ? 1 : otherWeight)
+                    }
                     edgeP.append(edgeS.count)
-                    edgeW.append(Float(nb.count) / Float(max(present.count, 1)))
                 }
             }
         }
