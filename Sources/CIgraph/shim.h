@@ -4,8 +4,19 @@
 // macro (VECTOR(v)[i]) and the default error handler aborts the process, so the one call
 // Syncytium makes — Leiden with the modularity objective on an undirected weighted graph — is a
 // static inline function here that returns igraph's error code instead. Imported only by Neighbors.
-#include <igraph.h>
+// igraph.h defines _GNU_SOURCE before its own system includes; were those headers first seen here,
+// their declarations (e.g. fd_set) would differ from the ones Glibc and Foundation's modules see,
+// and modules importing both fail to build. So the system headers igraph uses come first.
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <igraph.h>
 
 /// Leiden (Traag et al. 2019) maximising modularity at `resolution`, as python-igraph's
 /// `Graph.community_leiden(objective_function="modularity", weights=w, resolution=γ, beta=β,

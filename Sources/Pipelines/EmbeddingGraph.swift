@@ -39,9 +39,14 @@ struct EmbeddingGraph {
 
     /// uns[key] as scanpy 1.10–1.11 writes it.
     func uns(keyAdded: String?, useRep: String, seed: UInt64) -> UnsValue {
+        EmbeddingGraph.uns(neighbors: k, method: "umap", keyAdded: keyAdded, useRep: useRep, seed: seed)
+    }
+
+    /// uns[key] for a graph of `neighbors` other cells per row with `method` weights ('umap' or 'gauss').
+    static func uns(neighbors k: Int, method: String, keyAdded: String?, useRep: String, seed: UInt64) -> UnsValue {
         let names = EmbeddingGraph.keys(keyAdded)
         return .dict([("connectivities_key", .string(names.connectivities)), ("distances_key", .string(names.distances)),
-                      ("params", .dict([("n_neighbors", .integer(Int64(k + 1))), ("method", .string("umap")),
+                      ("params", .dict([("n_neighbors", .integer(Int64(k + 1))), ("method", .string(method)),
                                         ("random_state", .integer(Int64(bitPattern: seed))), ("metric", .string("euclidean")),
                                         ("use_rep", .string(useRep))]))])
     }
