@@ -65,8 +65,14 @@ public enum ClusterRun {
         var pred: [Int32]
         let method = spec.clustering.clusterMethod
         // scanpy's neighbours on the embedding (obsp + uns), and Leiden on them when asked for.
-        let graph = try spec.clustering.neighbors.map {
-            try EmbeddingGraph.build(z, k: $0, method: spec.clustering.neighborsMethod, seed: spec.seed, comm: comm)
+        var graph: EmbeddingGraph?
+        if let kn = spec.clustering.neighbors {
+            // Fewer cells than neighbours + 1: no graph (an error only when Leiden needs it).
+            if kn >= data.cells && method != .leiden {
+                log.warning("clustering.neighbors = \(kn) for \(data.cells) cells: no kNN graph written")
+            } else {
+                graph = try EmbeddingGraph.build(z, k: kn, method: spec.clustering.neighborsMethod, seed: spec.seed, comm: comm)
+            }
         }
         var leiden: LeidenOutcome?
         if method == .leiden, let g = graph {

@@ -46,7 +46,7 @@ public enum LogLevel: String, SettingChoice {
 
 /// `clustering:` of `cluster`: how many clusters and how the final clustering is made.
 public struct ClusteringSettings: SettingsSection, Equatable {
-    @Setting("Clusters: a number ≥ 2, or 'auto' to estimate K without labels (the model's own estimator, else silhouette).", min: 2)
+    @Setting("Clusters: a number ≥ 2, or 'auto' to estimate K without labels (the model's own estimator, else silhouette; with leiden, the resolution decides).", min: 2)
     public var clusters = ClusterCount.auto
     @Setting("Largest K tried when clusters is 'auto'.", min: 2)
     public var maxClusters = 20
