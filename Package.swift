@@ -23,11 +23,11 @@ let swiftSettings: [SwiftSetting] = targetCPU.map { [.unsafeFlags(["-target-cpu"
 
 // Syncytium — distributed trainer for single-cell contrastive and graph clustering models.
 // Layering, bottom up (a module depends only on modules on earlier lines; the README's Layout table):
-//   C shims: CMPI, COpenBLAS, CHDF5, CLZF (each imported by exactly one Swift module)
+//   C shims: CMPI, COpenBLAS, CHDF5, CLZF, CIgraph (each imported by exactly one Swift module; CIgraph by Neighbors)
 //   Collectives (the only importer of CMPI), Settings (Yams)
 //   TensorCore (the only importer of COpenBLAS) → Autograd → NN
 //   HDF5IO (the only importer of CHDF5 and CLZF; MPI-IO on a communicator handed in from Collectives) → CellData
-//   Clustering → Neighbors (Neighbors uses Clustering's k-means for its IVF quantiser) → GraphLayers
+//   Clustering → Neighbors (Neighbors uses Clustering's k-means for its IVF quantiser; Leiden via CIgraph) → GraphLayers
 //     (distributed graph layers on the tape: Neighbors' halo exchange + Autograd + NN)
 //   Training → Models (Registry + one folder per model) → Pipelines
 //   SyncytiumBench, TestSupport → SyncytiumCLI, MPIChecks, tests
@@ -53,6 +53,8 @@ let package = Package(
                        providers: [.apt(["libhdf5-openmpi-dev"])]),
         // liblzf: h5py's LZF filter (anndata's `compression="lzf"`), registered with HDF5 by HDF5IO.
         .systemLibrary(name: "CLZF", path: "Sources/CLZF", providers: [.apt(["liblzf-dev"])]),
+        .systemLibrary(name: "CIgraph", path: "Sources/CIgraph", pkgConfig: "igraph",
+                       providers: [.apt(["libigraph-dev"])]),
 
         // MARK: - Libraries, bottom up (each depends only on those above it; README's Layout table).
         .target(name: "Collectives", dependencies: ["CMPI", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
@@ -66,7 +68,8 @@ let package = Package(
                 exclude: ["README.md"], swiftSettings: swiftSettings),
         .target(name: "Clustering", dependencies: ["Collectives", "TensorCore"], swiftSettings: swiftSettings),
         // Neighbors uses Clustering's k-means for its IVF quantiser.
-        .target(name: "Neighbors", dependencies: ["Collectives", "TensorCore", "Clustering"], swiftSettings: swiftSettings),
+        // Leiden (igraph, gathered to rank 0) on the kNN connectivities.
+        .target(name: "Neighbors", dependencies: ["Collectives", "TensorCore", "Clustering", "CIgraph"], swiftSettings: swiftSettings),
         // Graph layers over the distributed kNN graph (TAGConv, GCN, graph attention, batch norm over all ranks).
         .target(name: "GraphLayers", dependencies: ["Collectives", "TensorCore", "Autograd", "NN", "Neighbors"], swiftSettings: swiftSettings),
         .target(name: "Training", dependencies: ["Collectives", "TensorCore", "Autograd", "NN", "Settings", .product(name: "Logging", package: "swift-log")],

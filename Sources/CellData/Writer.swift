@@ -65,8 +65,14 @@ public struct WriteRequest: Sendable {
     /// names and widths on every rank. (Further obs columns go into `shard.obs`.)
     public var obsm: [(name: String, values: [Float], width: Int)] = []
     public var graph: ResultGraph?
+    /// Further obsp matrices (name, this rank's rows), e.g. a second neighbour graph under scanpy's
+    /// `key_added` names; the same names on every rank, none named connectivities or distances when
+    /// `graph` is set.
+    public var obsp: [(name: String, rows: SparseRows)] = []
     /// Entries of uns['syncytium'] (e.g. version, params, metrics).
     public var uns: [(String, UnsValue)] = []
+    /// Further top-level uns entries beside 'syncytium' (e.g. scanpy's 'neighbors', 'leiden').
+    public var unsTop: [(String, UnsValue)] = []
     /// Also write the shard's matrix as X (CSR, float32 values, uncompressed).
     public var includeX = false
     /// gzip level for X's data/indices (chunked; parallel filtered writes are collective), or nil.
@@ -115,7 +121,8 @@ public enum CellWriter {
                                     problem: "\(e.count) values for \(s.localRows) rows × \(req.embeddingDim)",
                                     fix: "pass localRows × embeddingDim values")
             }
-            if let g = req.graph, [g.connectivities, g.distances].contains(where: {
+            let sparse = (req.graph.map { [$0.connectivities, $0.distances] } ?? []) + req.obsp.map(\.rows)
+            if sparse.contains(where: {
                 $0.rowPtr.count != s.localRows + 1 || $0.colIdx.count != $0.values.count
                     || Int($0.rowPtr.last ?? 0) != $0.values.count }) {
                 throw CellDataError(file: path, object: "obsp", problem: "graph arrays do not match the local rows",
@@ -140,6 +147,7 @@ public enum CellWriter {
                                                  rowRuns: rowRuns, comm: comm) : nil
         let distPlan = hasGraph ? try SparsePlan(rowPtr: req.graph!.distances.rowPtr, rowIds: s.rowIds, nObs: s.nObs,
                                                  rowRuns: rowRuns, comm: comm) : nil
+        let extraPlans = try req.obsp.map { try SparsePlan(rowPtr: $0.rows.rowPtr, rowIds: s.rowIds, nObs: s.nObs, rowRuns: rowRuns, comm: comm) }
 
         // Phase A: all ranks, MPI-IO, collective writes of the numeric datasets. On failure the
         // temporary file is removed so no partial output is left behind.
@@ -196,6 +204,9 @@ public enum CellWriter {
                 try dp.write(into: try obsp.createGroup("distances"), values: g.distances.values,
                              colIdx: g.distances.colIdx, nObs: s.nObs, gzip: nil)
             }
+            for (m, plan) in zip(req.obsp, extraPlans) {
+                try plan.write(into: try obsp.createGroup(m.name), values: m.rows.values, colIdx: m.rows.colIdx, nObs: s.nObs, gzip: nil)
+            }
                 for name in ["var", "uns", "layers", "varm", "varp"] { _ = try f.root.createGroup(name) }
             }()
             try f.close()
@@ -209,7 +220,8 @@ public enum CellWriter {
             guard comm.rank == 0 else { return }
             do {
                 try finish(tmp, s, gathered: gathered, hasClusters: hasClusters, nClusters: nClusters, dim: dim,
-                           obsm: req.obsm.map(\.name), hasGraph: hasGraph, uns: req.uns, includeX: req.includeX)
+                           obsm: req.obsm.map(\.name), hasGraph: hasGraph, obsp: req.obsp.map(\.name), uns: req.uns,
+                           unsTop: req.unsTop, includeX: req.includeX)
             } catch {
                 let plain = FileSystemCheck.diagnose(folderOf: path)
                 unlink(tmp)
@@ -311,7 +323,8 @@ public enum CellWriter {
     }
 
     static func finish(_ tmp: String, _ s: CellShard, gathered: Gathered, hasClusters: Bool, nClusters: Int, dim: Int,
-                       obsm extraObsm: [String] = [], hasGraph: Bool, uns: [(String, UnsValue)], includeX: Bool) throws {
+                       obsm extraObsm: [String] = [], hasGraph: Bool, obsp extraObsp: [String] = [], uns: [(String, UnsValue)],
+                       unsTop: [(String, UnsValue)] = [], includeX: Bool) throws {
         let f = try H5File.open(tmp, writable: true)
         if includeX {
             let x = try f.root.group("X")
@@ -319,12 +332,13 @@ public enum CellWriter {
             try x.setAttribute("shape", [Int64(s.nObs), Int64(s.nVars)])
         }
         try finishBody(f.root, s, gathered: gathered, hasClusters: hasClusters, nClusters: nClusters, dim: dim,
-                       obsm: extraObsm, hasGraph: hasGraph, uns: uns)
+                       obsm: extraObsm, hasGraph: hasGraph, obsp: extraObsp, uns: uns, unsTop: unsTop)
         try f.close()
     }
 
     static func finishBody(_ root: H5Group, _ s: CellShard, gathered: Gathered, hasClusters: Bool, nClusters: Int,
-                           dim: Int, obsm extraObsm: [String] = [], hasGraph: Bool, uns: [(String, UnsValue)]) throws {
+                           dim: Int, obsm extraObsm: [String] = [], hasGraph: Bool, obsp extraObsp: [String] = [],
+                           uns: [(String, UnsValue)], unsTop: [(String, UnsValue)] = []) throws {
         try enc(root, "anndata", "0.1.0")
         // obs
         let obs = try root.group("obs")
@@ -364,17 +378,16 @@ public enum CellWriter {
         for name in extraObsm { try enc(try obsm.dataset(name), "array", "0.2.0") }
         let obsp = try root.group("obsp")
         try enc(obsp, "dict", "0.1.0")
-        if hasGraph {
-            for name in ["connectivities", "distances"] {
-                let m = try obsp.group(name)
-                try enc(m, "csr_matrix", "0.1.0")
-                try m.setAttribute("shape", [Int64(s.nObs), Int64(s.nObs)])
-            }
+        for name in (hasGraph ? ["connectivities", "distances"] : []) + extraObsp {
+            let m = try obsp.group(name)
+            try enc(m, "csr_matrix", "0.1.0")
+            try m.setAttribute("shape", [Int64(s.nObs), Int64(s.nObs)])
         }
         for name in ["layers", "varm", "varp"] { try enc(try root.group(name), "dict", "0.1.0") }
         let u = try root.group("uns")
         try enc(u, "dict", "0.1.0")
         if !uns.isEmpty { try writeUns(u, [("syncytium", .dict(uns))]) }
+        try writeUns(u, unsTop.filter { $0.0 != "syncytium" })
     }
 }
 

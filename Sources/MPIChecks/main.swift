@@ -84,6 +84,17 @@ if args.contains("--graph-layers") {
     comm.finalize()
     exit(failures == 0 ? 0 : 1)
 }
+// Leiden on a kNN graph built by the distributed pipeline (--leiden; launch/tests.d/45-leiden runs it
+// on 1 and 3 ranks and compares the printed label digests): the distributed run equals igraph on the
+// gathered graph, on any rank count.
+if args.contains("--leiden") {
+    run("distributed Leiden") { try leidenChecks(comm: comm, expect: { expect($0, $1) }) }
+    let totals = comm.orAbort { try comm.allreduce(value: Int64(passed), op: .sum) }
+    let failures = comm.orAbort { try comm.allreduce(value: Int64(failed), op: .sum) }
+    if r == 0 { print("mpi-leiden (np=\(p)): \(totals) passed, \(failures) failed") }
+    comm.finalize()
+    exit(failures == 0 ? 0 : 1)
+}
 if args.contains("--checked") {
     // Every collective below runs through the signature check and stall watchdog: they must not
     // change any result nor fire on correct code.

@@ -4,6 +4,7 @@ import Clustering
 import Collectives
 import Foundation
 import Models
+import Neighbors
 import TensorCore
 import Training
 
@@ -18,6 +19,8 @@ public struct ClusterResult: Sendable {
     /// Scores of the k-means clustering right after pretraining (single models with a head).
     public var pretrainedScores: Scores?
     public var report: [(String, ReportValue)]
+    /// Leiden's outcome when clustering.cluster_method is leiden.
+    public var leiden: LeidenOutcome?
     public var output: String?
     /// This rank's clusters and embedding (shard order).
     public var assignment: [Int32]
@@ -60,7 +63,36 @@ public enum ClusterRun {
         let z = members == 1 ? embeddings[0] : try EnsembleEmbedding.concatenate(embeddings, comm: comm)
         var k = spec.clustering.clusters.count
         var pred: [Int32]
-        if members == 1, let own = try model.clusterAssignment(comm: comm) {
+        let method = spec.clustering.clusterMethod
+        // scanpy's neighbours on the embedding (obsp + uns), and Leiden on them when asked for.
+        var graph: EmbeddingGraph?
+        if let kn = spec.clustering.neighbors {
+            // Fewer cells than neighbours + 1: no graph (an error only when Leiden needs it).
+            if kn >= data.cells && method != .leiden {
+                log.warning("clustering.neighbors = \(kn) for \(data.cells) cells: no kNN graph written")
+            } else {
+                graph = try EmbeddingGraph.build(z, k: kn, method: spec.clustering.neighborsMethod, seed: spec.seed, comm: comm)
+            }
+        }
+        var leiden: LeidenOutcome?
+        if method == .leiden, let g = graph {
+            let start = spec.clustering.resolution ?? 1
+            let target: Leiden.Target = k.map { .clusters($0, start: start) } ?? .resolution(start)
+            let r = try Leiden.run(g.connectivities, layout: g.layout, target: target, seed: spec.seed, comm: comm)
+            let outcome = LeidenOutcome(resolution: r.resolution, modularity: r.modularity, clusters: r.clusters, exact: r.exact,
+                                        trials: r.trials.count)
+            if let want = k {
+                if r.exact {
+                    log.info("Leiden: \(r.clusters) communities at resolution \(r.resolution) (\(r.trials.count) trials), modularity \(r.modularity)")
+                } else {
+                    let tried = r.trials.map { "\($0.resolution)→\($0.clusters)" }.joined(separator: ", ")
+                    log.warning("Leiden: no resolution gave exactly \(want) communities; nearest \(r.clusters) at resolution \(r.resolution) (tried \(tried))")
+                }
+            } else {
+                log.info("Leiden: \(r.clusters) communities at resolution \(r.resolution), modularity \(r.modularity)")
+            }
+            (pred, k, leiden) = (r.labels, r.clusters, outcome)
+        } else if method == .model, members == 1, let own = try model.clusterAssignment(comm: comm) {
             (pred, k) = (own.labels, own.clusters)
         } else {
             let points = PointShard(values: z.scalars, count: z.rows, dim: z.cols)
@@ -83,17 +115,41 @@ public enum ClusterRun {
             }
         }
         var result = ClusterResult(completed: true, clusters: k ?? 0, epochs: trainer.epoch, seconds: seconds, scores: scores,
-                                   pretrainedScores: pretrained, report: model.report, output: nil, assignment: pred, embedding: z)
+                                   pretrainedScores: pretrained, report: model.report, leiden: leiden, output: nil, assignment: pred,
+                                   embedding: z)
         if let out = spec.output.path {
             var req = WriteRequest(shard: data.shard)
             req.clusters = pred
             req.embedding = z.scalars
             req.embeddingDim = z.cols
             if members == 1 { req.graph = try model.resultGraph(comm: comm) }
+            if let g = graph {
+                // A model's own graph (scDEFR's) keeps obsp connectivities/distances; the embedding's
+                // neighbours then go under scanpy's key_added names.
+                let keyAdded = try comm.allreduce(value: Int32(req.graph == nil ? 0 : 1), op: .max) == 1 ? "syncytium_neighbors" : nil
+                let names = EmbeddingGraph.keys(keyAdded)
+                if keyAdded == nil {
+                    req.graph = ResultGraph(connectivities: g.connectivities.sparseRows, distances: g.distances.sparseRows)
+                } else {
+                    req.obsp = [(names.connectivities, g.connectivities.sparseRows), (names.distances, g.distances.sparseRows)]
+                }
+                req.unsTop.append((names.uns, g.uns(keyAdded: keyAdded, useRep: "X_syncytium", seed: spec.seed)))
+            }
+            if let l = leiden {
+                req.shard.obs.set("leiden", .categorical(codes: pred, categories: (0..<l.clusters).map(String.init), ordered: false))
+                req.unsTop.append(("leiden", .dict([("params", .dict([("resolution", .number(l.resolution)),
+                                                                       ("random_state", .integer(Int64(bitPattern: spec.seed))),
+                                                                       ("n_iterations", .integer(Int64(Leiden.defaultIterations)))]))])))
+            }
             var metrics: [(String, UnsValue)] = [("clusters", .integer(Int64(result.clusters))),
                                                  ("epochs_run", .integer(Int64(trainer.epoch))), ("seconds", .number(seconds))]
             metrics += model.report.filter { $0.0 != "clusters" }.map { ($0.0, $0.1.uns) }
             if let s = scores { metrics += [("ari", .number(s.ari)), ("nmi", .number(s.nmi)), ("acc", .number(s.acc))] }
+            metrics.append(("cluster_method", .string(method.rawValue)))
+            if let l = leiden {
+                metrics += [("leiden_resolution", .number(l.resolution)), ("leiden_modularity", .number(l.modularity)),
+                            ("leiden_exact_count", .string(l.exact ? "true" : "false")), ("leiden_trials", .integer(Int64(l.trials)))]
+            }
             req.uns = [("version", .string(SyncytiumInfo.version)), ("model", .string(entry.name)), ("spec", RunSpecs.uns(spec)),
                        ("spec_yaml", .string(runSpec)), ("metrics", .dict(metrics)), ("ranks", .integer(Int64(comm.size)))]
             try CellWriter.write(out, req, comm: comm)
@@ -102,6 +158,16 @@ public enum ClusterRun {
         }
         return result
     }
+}
+
+/// What Leiden gave in a `cluster` run.
+public struct LeidenOutcome: Sendable {
+    public var resolution: Double
+    public var modularity: Double
+    public var clusters: Int
+    /// False when clusters = K was asked for and no resolution gave exactly K (the nearest count is used).
+    public var exact: Bool
+    public var trials: Int
 }
 
 /// The product's version, for outputs.

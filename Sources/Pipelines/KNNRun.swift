@@ -70,6 +70,8 @@ public enum KNNRun {
         }
         req.uns = [("version", .string(SyncytiumInfo.version)), ("spec", RunSpecs.uns(spec)), ("spec_yaml", .string(RunSpecs.yaml(spec))),
                    ("metrics", .dict(metrics))]
+        req.unsTop = [("neighbors", EmbeddingGraph.uns(neighbors: k, method: spec.knn.weights.rawValue, keyAdded: nil,
+                                                       useRep: "X_syncytium", seed: spec.seed))]
         try CellWriter.write(spec.output.path, req, comm: comm)
         out.seconds = Communicator.time() - t0
         return out

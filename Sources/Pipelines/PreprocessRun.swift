@@ -69,6 +69,7 @@ public enum PreprocessRun {
             let layout = try RowLayout(comm: comm, localCount: s.localRows)
             let conn = try Connectivities.umap(knn, layout: layout, comm: comm)
             req.graph = ResultGraph(connectivities: conn.sparseRows, distances: GraphShard(knn: knn).sparseRows)
+            req.unsTop = [("neighbors", EmbeddingGraph.uns(neighbors: k, method: "umap", keyAdded: nil, useRep: "X_syncytium", seed: spec.seed))]
         }
         if let k = o.clustersFrom {
             guard case .categorical(let codes, _, _)? = s.obs[k] else {

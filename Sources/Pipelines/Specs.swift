@@ -46,7 +46,7 @@ public enum LogLevel: String, SettingChoice {
 
 /// `clustering:` of `cluster`: how many clusters and how the final clustering is made.
 public struct ClusteringSettings: SettingsSection, Equatable {
-    @Setting("Clusters: a number ≥ 2, or 'auto' to estimate K without labels (the model's own estimator, else silhouette).", min: 2)
+    @Setting("Clusters: a number ≥ 2, or 'auto' to estimate K without labels (the model's own estimator, else silhouette; with leiden, the resolution decides).", min: 2)
     public var clusters = ClusterCount.auto
     @Setting("Largest K tried when clusters is 'auto'.", min: 2)
     public var maxClusters = 20
@@ -54,8 +54,30 @@ public struct ClusteringSettings: SettingsSection, Equatable {
     public var ensemble = 1
     @Setting("k-means restarts (best objective kept).", min: 1)
     public var restarts = 10
+    @Setting("Final clustering: model (the model's own head; k-means on the embedding when it has none or with an ensemble), kmeans (k-means on the embedding), or leiden (Leiden, modularity, on the embedding's kNN connectivities, as scanpy's flavor='igraph').")
+    public var clusterMethod = ClusterMethod.model
+    @Setting("Leiden resolution (cluster_method leiden only). With clusters = K: where the search for exactly K communities starts (null: 1); with 'auto': the resolution used (null: 1, scanpy's default).")
+    public var resolution: Double? = nil
+    @Setting("Neighbours per cell of the kNN graph on the embedding written to obsp as scanpy's sc.pp.neighbors does (n_neighbors = this + 1, the cell itself; null: no graph, not allowed with leiden).", min: 1)
+    public var neighbors: Int? = 14
+    @Setting("How that kNN graph is searched: exact (GEMM blocks in a ring of ranks) or approximate (distributed IVF).")
+    public var neighborsMethod = KNNMethod.exact
     public init() {}
+    public func validate() throws {
+        if let r = resolution, !(r > 0) {
+            throw SettingsError(key: "clustering.resolution", "must be > 0 (got \(r))")
+        }
+        if resolution != nil && clusterMethod != .leiden {
+            throw SettingsError(key: "clustering.resolution", "applies to cluster_method leiden only (cluster_method is \(clusterMethod.rawValue))")
+        }
+        if clusterMethod == .leiden && neighbors == nil {
+            throw SettingsError(key: "clustering.neighbors", "leiden clusters the kNN graph: give a number of neighbours (e.g. 14)")
+        }
+    }
 }
+
+/// How `cluster` makes its final clustering.
+public enum ClusterMethod: String, SettingChoice { case model, kmeans, leiden }
 
 /// `output:` of runs that write an .h5ad.
 public struct OutputSettings: SettingsSection, Equatable {

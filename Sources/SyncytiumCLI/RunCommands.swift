@@ -14,10 +14,12 @@ struct Cluster: RunCommand {
             discussion: settingsHelp("""
                 Reads INPUT (each rank its rows), preprocesses it (cells with no counts removed; \
                 normalize_total; log1p; highly variable genes), trains the model data-parallel (the \
-                global batch does not depend on the rank count), clusters (the model's own head, or \
-                k-means on the embedding) and writes output.path: the input's obs/var plus \
-                obs['syncytium_cluster'], obsm['X_syncytium'] and uns['syncytium'] (the resolved spec \
-                and metrics). With --label-key, ARI / NMI / ACC against that column are printed; labels \
+                global batch does not depend on the rank count), clusters (--cluster-method: the model's own head, or \
+                k-means on the embedding, or Leiden on its kNN graph, with --clusters K by a search on \
+                --resolution) and writes output.path: the input's obs/var plus \
+                obs['syncytium_cluster'], obsm['X_syncytium'], uns['syncytium'] (the resolved spec \
+                and metrics), and the embedding's neighbours as scanpy's sc.pp.neighbors writes them \
+                (obsp connectivities/distances, uns['neighbors']; obs['leiden'] with Leiden). With --label-key, ARI / NMI / ACC against that column are printed; labels \
                 never influence training or K. configs/scname-reference.yaml is scNAME's reference \
                 schedule. SIGTERM or SIGUSR1 stop training at the next step after a checkpoint (exit \
                 status 75); rerun with --resume auto to continue.
@@ -31,6 +33,10 @@ struct Cluster: RunCommand {
         if comm.rank == 0 {
             let what = "\(spec.model.name)\(spec.clustering.ensemble > 1 ? " ensemble of \(spec.clustering.ensemble)" : ""), K = \(r.clusters), \(r.epochs) epochs, \(fmt(r.seconds, 1)) s"
             if let p = r.pretrainedScores { print("initial clustering (before the clustering stage): ARI \(fmt(p.ari, 4))  NMI \(fmt(p.nmi, 4))") }
+            if let l = r.leiden {
+                print("Leiden: \(l.clusters) communities at resolution \(l.resolution), modularity \(fmt(l.modularity, 4))"
+                      + (l.exact ? "" : " (no resolution gave exactly clusters = \(spec.clustering.clusters.settingText); nearest)"))
+            }
             if let s = r.scores { print("\(s.line)  (\(what))") } else { print(what) }
         }
         return true

@@ -62,6 +62,10 @@ final class SpecTests: XCTestCase {
           max_clusters: 12
           ensemble: 2
           restarts: 5
+          cluster_method: leiden
+          resolution: 0.8
+          neighbors: 10
+          neighbors_method: approximate
         output:
           path: out.h5ad
           overwrite_input: true
@@ -77,7 +81,8 @@ final class SpecTests: XCTestCase {
                        "--momentum", "0.5", "--clip-norm", "1.5", "--accumulation", "2", "--reduction", "bucketed",
                        "--bucket-mib", "2", "--max-steps", "100", "--checkpoint-dir", "ck", "--checkpoint-every", "2",
                        "--keep-checkpoints", "3", "--resume", "auto", "--metrics", "m.jsonl", "--clusters", "9",
-                       "--max-clusters", "12", "--ensemble", "2", "--restarts", "5", "--output", "out.h5ad", "--overwrite-input"]
+                       "--max-clusters", "12", "--ensemble", "2", "--restarts", "5", "--cluster-method", "leiden", "--resolution", "0.8",
+                       "--neighbors", "10", "--neighbors-method", "approximate", "--output", "out.h5ad", "--overwrite-input"]
 
     func resolve(_ yaml: String? = nil, _ words: [String] = []) throws -> ClusterSpec {
         try SettingsResolver.resolve(ClusterSpec.self, yaml: yaml, file: "run.yaml", words: words, positionals: ["data.input"])
@@ -127,6 +132,13 @@ final class SpecTests: XCTestCase {
         oneLineError(nil, ["in.h5ad", "--model", "nosuch"], naming: ["model.name", "unknown model 'nosuch'", "scname"])
         oneLineError(nil, [], naming: ["data.input", "give the input file"])
         oneLineError(nil, ["in.h5ad", "--lr", "inf"], naming: ["trainer.lr", "finite"])
+        oneLineError(nil, ["in.h5ad", "--cluster-method", "louvain"], naming: ["clustering.cluster_method", "model, kmeans, leiden"])
+        oneLineError(nil, ["in.h5ad", "--resolution", "0.5"], naming: ["clustering.resolution", "leiden only"])
+        oneLineError(nil, ["in.h5ad", "--cluster-method", "leiden", "--resolution", "-1"], naming: ["clustering.resolution", "must be > 0"])
+        oneLineError(nil, ["in.h5ad", "--cluster-method", "leiden", "--neighbors", "null"], naming: ["clustering.neighbors", "leiden"])
+        oneLineError(nil, ["in.h5ad", "--neighbors", "0"], naming: ["clustering.neighbors", "must be ≥ 1"])
+        XCTAssertNoThrow(try resolve(nil, ["in.h5ad", "--cluster-method", "leiden", "--clusters", "8"]))
+        XCTAssertNoThrow(try resolve(nil, ["in.h5ad", "--neighbors", "null"]))
     }
 
     func testModelSectionFollowsTheRegistry() throws {

@@ -1,0 +1,59 @@
+// The kNN graph of a run's embedding in scanpy's layout (what `sc.pp.neighbors(adata,
+// use_rep=KEY, n_neighbors=k + 1)` writes with method='umap', metric='euclidean'):
+//   obsp[distances_key]: the k nearest other cells' Euclidean distances per row (CSR; scanpy ≥ 1.10
+//     stores n_neighbors − 1 per row, without the cell itself),
+//   obsp[connectivities_key]: UMAP's fuzzy simplicial set, symmetrised by the fuzzy union,
+//   uns[key]: {connectivities_key, distances_key, params: {n_neighbors, method, random_state, metric, use_rep}}
+// scanpy's default key is 'neighbors' with obsp 'connectivities'/'distances'; with key_added = K it
+// is uns[K], obsp['K_connectivities'], obsp['K_distances'] (used when a model's own graph already
+// holds the default names).
+import CellData
+import Collectives
+import Neighbors
+import TensorCore
+
+struct EmbeddingGraph {
+    var connectivities: GraphShard
+    var distances: GraphShard
+    var layout: RowLayout
+    var k: Int
+
+    /// Collective. The k-NN graph of `z` (this rank's rows) and its UMAP connectivities.
+    static func build(_ z: Tensor, k: Int, method: KNNMethod, seed: UInt64, comm: Communicator) throws -> EmbeddingGraph {
+        let layout = try RowLayout(comm: comm, localCount: z.rows)
+        try agreeing(comm) {
+            if k >= layout.total {
+                throw SettingsErrorText("clustering.neighbors: \(k) neighbours for \(layout.total) cells; pick 1 ≤ k < the number of cells")
+            }
+        }
+        let knn = method == .exact ? try ExactKNN.build(z, k: k, comm: comm) : try ApproximateKNN(seed: seed).build(z, k: k, comm: comm)
+        let conn = try Connectivities.umap(knn, layout: layout, comm: comm)
+        return EmbeddingGraph(connectivities: conn, distances: GraphShard(knn: knn), layout: layout, k: k)
+    }
+
+    /// obsp names and uns entry for scanpy's `key_added` (nil: the default 'neighbors').
+    static func keys(_ keyAdded: String?) -> (uns: String, connectivities: String, distances: String) {
+        guard let key = keyAdded else { return ("neighbors", "connectivities", "distances") }
+        return (key, "\(key)_connectivities", "\(key)_distances")
+    }
+
+    /// uns[key] as scanpy 1.10–1.11 writes it.
+    func uns(keyAdded: String?, useRep: String, seed: UInt64) -> UnsValue {
+        EmbeddingGraph.uns(neighbors: k, method: "umap", keyAdded: keyAdded, useRep: useRep, seed: seed)
+    }
+
+    /// uns[key] for a graph of `neighbors` other cells per row with `method` weights ('umap' or 'gauss').
+    static func uns(neighbors k: Int, method: String, keyAdded: String?, useRep: String, seed: UInt64) -> UnsValue {
+        let names = EmbeddingGraph.keys(keyAdded)
+        return .dict([("connectivities_key", .string(names.connectivities)), ("distances_key", .string(names.distances)),
+                      ("params", .dict([("n_neighbors", .integer(Int64(k + 1))), ("method", .string(method)),
+                                        ("random_state", .integer(Int64(bitPattern: seed))), ("metric", .string("euclidean")),
+                                        ("use_rep", .string(useRep))]))])
+    }
+}
+
+/// A one-line error that every rank raises alike (through `agreeing`).
+struct SettingsErrorText: Error, CustomStringConvertible {
+    let description: String
+    init(_ d: String) { description = d }
+}
