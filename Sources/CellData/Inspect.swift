@@ -105,7 +105,7 @@ extension CellReader {
         let layers = root.kind(of: "layers") == .group ? try root.group("layers").memberNames() : []
         return InspectReport(file: path, format: L.format, matrix: L.matrixPath, layout: L.layout, dtype: L.dtype.name,
                              cells: L.nObs, genes: L.nVars, nnz: nnz,
-                             density: L.nObs * L.nVars > 0 ? Double(nnz) / (Double(L.nObs) * Double(L.nVars)) : 0,
+                             density: L.nObs > 0 && L.nVars > 0 ? Double(nnz) / (Double(L.nObs) * Double(L.nVars)) : 0,
                              obsColumns: columns, varColumns: varCols, layers: layers, hasRaw: root.exists("raw/X"),
                              looksLikeRawCounts: raw, sampledValues: sample.count, allZeroCellsInSample: zeroCells)
     }

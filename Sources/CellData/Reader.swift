@@ -175,6 +175,10 @@ public enum CellReader {
             throw CellDataError(file: path, object: "matrix/shape", problem: "has \(shape.count) values, expected 2",
                                 fix: "pass a Cell Ranger v3 .h5")
         }
+        guard shape.allSatisfy({ (0...Int64(Int32.max)).contains($0) }) else {
+            throw CellDataError(file: path, object: "matrix/shape", problem: "invalid shape \(shape) (each value must be in 0...2^31-1)",
+                                fix: "pass a Cell Ranger v3 .h5")
+        }
         let data = try g.dataset("data")
         return MatrixLayout(format: "10x-v3", matrixPath: "matrix", layout: "csr", nObs: Int(shape[1]),
                             nVars: Int(shape[0]), dtype: data.typeClass, nnz: Int64(data.count),
@@ -228,7 +232,7 @@ public enum CellReader {
                 shape = try g.numericAttribute(key)
             }
             if shape.isEmpty, g.kind(of: "shape") == .dataset { shape = try g.dataset("shape").readAll() }
-            guard shape.count == 2, shape[0] >= 0, shape[1] >= 0 else {
+            guard shape.count == 2, (0...Int64(Int32.max)).contains(shape[0]), (0...Int64(Int32.max)).contains(shape[1]) else {
                 throw CellDataError(file: path, object: mpath, problem: "no valid 2-value shape attribute",
                                     fix: "re-write the file with anndata")
             }
@@ -546,6 +550,14 @@ public enum CellReader {
         return (obs, vars)
     }
 
+    static func checkUniqueCategories(_ cats: [String], path: String, object: String) throws {
+        var seen = Set<String>()
+        for c in cats where !seen.insert(c).inserted {
+            throw CellDataError(file: path, object: object, problem: "category '\(c)' appears twice",
+                                fix: "categories must be unique; re-write the file with anndata")
+        }
+    }
+
     static func checkLength(_ got: Int, _ want: Int, path: String, object: String) throws {
         guard got == want else {
             throw CellDataError(file: path, object: object, problem: "shape mismatch: \(got) entries, expected \(want)",
@@ -607,6 +619,7 @@ public enum CellReader {
                         throw CellDataError(file: path, object: "\(obj)/codes", problem: "code \(x) out of range for \(cats.count) categories",
                                             fix: "re-write the file with anndata")
                     }
+                    try checkUniqueCategories(cats, path: path, object: "\(obj)/categories")
                     let ordered = (try? c.numericAttribute("ordered", as: Int8.self).first).flatMap { $0 } ?? 0
                     return .categorical(codes: codes, categories: cats, ordered: ordered != 0)
                 case "nullable-integer", "nullable-boolean":
@@ -634,6 +647,11 @@ public enum CellReader {
                 if let lg = legacyCategories, lg.kind(of: name) == .dataset {
                     let codes: [Int32] = try d.read(rows: rows)
                     let cats = try lg.dataset(name).readStrings()
+                    for x in codes where x < -1 || Int(x) >= cats.count {
+                        throw CellDataError(file: path, object: obj, problem: "code \(x) out of range for the \(cats.count) categories in __categories/\(name)",
+                                            fix: "re-write the file with anndata")
+                    }
+                    try checkUniqueCategories(cats, path: path, object: "\(object)/__categories/\(name)")
                     return .categorical(codes: codes, categories: cats, ordered: false)
                 }
                 return .numeric(try d.read(rows: rows))
