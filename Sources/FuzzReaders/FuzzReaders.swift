@@ -10,7 +10,7 @@
 //
 // Built two ways:
 //   fuzzer  (launch/fuzz-readers): swift build -c release --build-path .build-fuzz --product FuzzReaders \
-//           -Xswiftc -sanitize=fuzzer -Xswiftc -DFUZZING   — libFuzzer's main, coverage-guided;
+//           -Xswiftc -sanitize=fuzzer -Xswiftc -DFUZZING   — libFuzzer's driver, coverage-guided;
 //   replay  (the ordinary build): FuzzReaders FILE… runs the same harness on saved inputs, e.g. the
 //           regression files in Tests/Fixtures/fuzz-readers, and prints one line per input.
 import CellData
@@ -244,6 +244,23 @@ func runOne(_ data: UnsafeBufferPointer<UInt8>, path: String) -> String {
 }
 
 let scratch = "/tmp/fuzz-readers-\(getpid()).h5"
+
+#if FUZZING
+// SwiftPM links an executable's entry point as <target>_main, so libFuzzer's own main() cannot be
+// the program's; this entry point hands over to libFuzzer's driver instead.
+@_silgen_name("LLVMFuzzerRunDriver")
+func LLVMFuzzerRunDriver(_ argc: UnsafeMutablePointer<Int32>,
+                         _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
+                         _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> Int32) -> Int32
+
+@main struct Fuzz {
+    static func main() {
+        var argc = CommandLine.argc
+        var argv = CommandLine.unsafeArgv
+        exit(LLVMFuzzerRunDriver(&argc, &argv, { data, size in LLVMFuzzerTestOneInput(data, size) }))
+    }
+}
+#endif
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func LLVMFuzzerTestOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
