@@ -36,6 +36,7 @@ extension CellReader {
     public static func inspect(_ path: String, counts: CountsSource = .x, sampleLimit: Int = 1 << 20) throws -> InspectReport {
         let file = try openInput(path, communicator: nil)
         let L = try describe(file, path: path, counts: counts)
+        try checkGeneCount(L, path: path)
         let root = file.root
         // nnz and a value sample.
         var nnz: Int64 = L.nnz ?? 0

@@ -73,6 +73,7 @@ public enum CellReader {
                                     problem: "empty matrix (\(layout.nObs) cells × \(layout.nVars) genes)",
                                     fix: "pass a file with at least one cell and one gene")
             }
+            try checkGeneCount(layout, path: path)
             if layout.nObs < comm.size {
                 throw CellDataError(file: path, object: layout.matrixPath,
                                     problem: "more ranks (\(comm.size)) than cells (\(layout.nObs))",
@@ -548,6 +549,16 @@ public enum CellReader {
                                 fix: "pass one of the existing keys")
         }
         return (obs, vars)
+    }
+
+    /// More genes than any assay measures: a damaged or hostile shape (the reader would otherwise make
+    /// one name per declared gene before looking further).
+    static let maxGenes = 10_000_000
+    static func checkGeneCount(_ L: MatrixLayout, path: String) throws {
+        guard L.nVars <= maxGenes else {
+            throw CellDataError(file: path, object: L.matrixPath, problem: "declares \(L.nVars) genes, more than \(maxGenes)",
+                                fix: "the shape is damaged or transposed; re-write the file")
+        }
     }
 
     static func checkUniqueCategories(_ cats: [String], path: String, object: String) throws {
