@@ -554,9 +554,17 @@ public enum CellReader {
     /// More genes than any assay measures: a damaged or hostile shape (the reader would otherwise make
     /// one name per declared gene before looking further).
     static let maxGenes = 10_000_000
+    /// Likewise cells: more than 100 million declared cells, more than the entries stored, is a shape no
+    /// data backs (a sparse matrix's cell axis is otherwise bounded only by its shape).
+    static let maxUnbackedCells = 100_000_000
     static func checkGeneCount(_ L: MatrixLayout, path: String) throws {
         guard L.nVars <= maxGenes else {
             throw CellDataError(file: path, object: L.matrixPath, problem: "declares \(L.nVars) genes, more than \(maxGenes)",
+                                fix: "the shape is damaged or transposed; re-write the file")
+        }
+        if let nnz = L.nnz, L.nObs > maxUnbackedCells, Int64(L.nObs) > nnz {
+            throw CellDataError(file: path, object: L.matrixPath,
+                                problem: "declares \(L.nObs) cells but stores only \(nnz) values",
                                 fix: "the shape is damaged or transposed; re-write the file")
         }
     }
