@@ -97,6 +97,9 @@ let package = Package(
             swiftSettings: swiftSettings),
         // Test support (finite-difference gradient checks), for the test targets and MPIChecks only.
         .target(name: "TestSupport", dependencies: ["TensorCore", "Autograd", "NN", "Training"], swiftSettings: swiftSettings),
+        // Structure-aware fuzz target over the readers (launch/fuzz-readers builds it with -sanitize=fuzzer
+        // into .build-fuzz; the ordinary build makes its replay executable for the regression inputs).
+        .executableTarget(name: "FuzzReaders", dependencies: ["CellData", "HDF5IO", "Collectives"], swiftSettings: swiftSettings),
         // Multi-rank checks, run under real mpirun by launch/test (XCTest cannot span processes).
         .executableTarget(name: "MPIChecks", dependencies: ["Collectives", "Clustering", "Neighbors", "GraphLayers", "TensorCore", "Autograd", "Training", "NN", "Models", "TestSupport"],
                          swiftSettings: swiftSettings),

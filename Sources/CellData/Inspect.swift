@@ -42,6 +42,7 @@ extension CellReader {
             return try inspectWithoutX(root, path: path)
         }
         let L = try describe(file, path: path, counts: counts)
+        try checkGeneCount(L, path: path)
         // nnz and a value sample.
         var nnz: Int64 = L.nnz ?? 0
         var sample: [Float] = []
@@ -94,7 +95,7 @@ extension CellReader {
         let layers = root.kind(of: "layers") == .group ? try root.group("layers").memberNames() : []
         return InspectReport(file: path, format: L.format, matrix: L.matrixPath, layout: L.layout, dtype: L.dtype.name,
                              cells: L.nObs, genes: L.nVars, nnz: nnz,
-                             density: L.nObs * L.nVars > 0 ? Double(nnz) / (Double(L.nObs) * Double(L.nVars)) : 0,
+                             density: L.nObs > 0 && L.nVars > 0 ? Double(nnz) / (Double(L.nObs) * Double(L.nVars)) : 0,
                              obsColumns: columns, varColumns: varCols, layers: layers, hasRaw: root.exists("raw/X") || root.exists("raw.X"),
                              looksLikeRawCounts: raw, sampledValues: sample.count,
                              sampleSum: sample.reduce(0.0) { $0 + Double($1) }, allZeroCellsInSample: zeroCells)

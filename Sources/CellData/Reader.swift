@@ -73,6 +73,7 @@ public enum CellReader {
                                     problem: "empty matrix (\(layout.nObs) cells × \(layout.nVars) genes)",
                                     fix: "pass a file with at least one cell and one gene")
             }
+            try checkGeneCount(layout, path: path)
             if layout.nObs < comm.size {
                 throw CellDataError(file: path, object: layout.matrixPath,
                                     problem: "more ranks (\(comm.size)) than cells (\(layout.nObs))",
@@ -183,6 +184,10 @@ public enum CellReader {
             throw CellDataError(file: path, object: "matrix/shape", problem: "has \(shape.count) values, expected 2",
                                 fix: "pass a Cell Ranger v3 .h5")
         }
+        guard shape.allSatisfy({ (0...Int64(Int32.max)).contains($0) }) else {
+            throw CellDataError(file: path, object: "matrix/shape", problem: "invalid shape \(shape) (each value must be in 0...2^31-1)",
+                                fix: "pass a Cell Ranger v3 .h5")
+        }
         let data = try g.dataset("data")
         return MatrixLayout(format: "10x-v3", matrixPath: "matrix", layout: "csr", nObs: Int(shape[1]),
                             nVars: Int(shape[0]), dtype: data.typeClass, nnz: Int64(data.count),
@@ -236,7 +241,7 @@ public enum CellReader {
                 shape = try g.numericAttribute(key)
             }
             if shape.isEmpty, g.kind(of: "shape") == .dataset { shape = try g.dataset("shape").readAll() }
-            guard shape.count == 2, shape[0] >= 0, shape[1] >= 0 else {
+            guard shape.count == 2, (0...Int64(Int32.max)).contains(shape[0]), (0...Int64(Int32.max)).contains(shape[1]) else {
                 throw CellDataError(file: path, object: mpath, problem: "no valid 2-value shape attribute",
                                     fix: "re-write the file with anndata")
             }
@@ -576,6 +581,32 @@ public enum CellReader {
         return (obs, vars)
     }
 
+    /// More genes than any assay measures: a damaged or hostile shape (the reader would otherwise make
+    /// one name per declared gene before looking further).
+    static let maxGenes = 10_000_000
+    /// Likewise cells: more than 100 million declared cells, more than the entries stored, is a shape no
+    /// data backs (a sparse matrix's cell axis is otherwise bounded only by its shape).
+    static let maxUnbackedCells = 100_000_000
+    static func checkGeneCount(_ L: MatrixLayout, path: String) throws {
+        guard L.nVars <= maxGenes else {
+            throw CellDataError(file: path, object: L.matrixPath, problem: "declares \(L.nVars) genes, more than \(maxGenes)",
+                                fix: "the shape is damaged or transposed; re-write the file")
+        }
+        if let nnz = L.nnz, L.nObs > maxUnbackedCells, Int64(L.nObs) > nnz {
+            throw CellDataError(file: path, object: L.matrixPath,
+                                problem: "declares \(L.nObs) cells but stores only \(nnz) values",
+                                fix: "the shape is damaged or transposed; re-write the file")
+        }
+    }
+
+    static func checkUniqueCategories(_ cats: [String], path: String, object: String) throws {
+        var seen = Set<String>()
+        for c in cats where !seen.insert(c).inserted {
+            throw CellDataError(file: path, object: object, problem: "category '\(c)' appears twice",
+                                fix: "categories must be unique; re-write the file with anndata")
+        }
+    }
+
     static func checkLength(_ got: Int, _ want: Int, path: String, object: String) throws {
         guard got == want else {
             throw CellDataError(file: path, object: object, problem: "shape mismatch: \(got) entries, expected \(want)",
@@ -703,6 +734,7 @@ public enum CellReader {
                         throw CellDataError(file: path, object: "\(obj)/codes", problem: "code \(x) out of range for \(cats.count) categories",
                                             fix: "re-write the file with anndata")
                     }
+                    try checkUniqueCategories(cats, path: path, object: "\(obj)/categories")
                     let ordered = (try? c.numericAttribute("ordered", as: Int8.self).first).flatMap { $0 } ?? 0
                     return .categorical(codes: codes, categories: cats, ordered: ordered != 0)
                 case "nullable-integer", "nullable-boolean":
@@ -730,6 +762,11 @@ public enum CellReader {
                 if let lg = legacyCategories, lg.kind(of: name) == .dataset {
                     let codes: [Int32] = try d.read(rows: rows)
                     let cats = try lg.dataset(name).readStrings()
+                    for x in codes where x < -1 || Int(x) >= cats.count {
+                        throw CellDataError(file: path, object: obj, problem: "code \(x) out of range for the \(cats.count) categories in __categories/\(name)",
+                                            fix: "re-write the file with anndata")
+                    }
+                    try checkUniqueCategories(cats, path: path, object: "\(object)/__categories/\(name)")
                     return .categorical(codes: codes, categories: cats, ordered: false)
                 }
                 return .numeric(try d.read(rows: rows))

@@ -5,7 +5,7 @@ import Glibc
 
 /// Which collective a rank is entering; part of the signature compared across ranks.
 public enum CollectiveOp: Int64, Sendable, CustomStringConvertible {
-    case barrier = 1, broadcast, allreduce, iallreduce, allgather, allgatherv, alltoallv, reduceScatter
+    case barrier = 1, broadcast, allreduce, iallreduce, allgather, allgatherv, alltoallv, reduceScatter, pointToPoint
     public var description: String {
         switch self {
         case .barrier: return "barrier"
@@ -16,6 +16,7 @@ public enum CollectiveOp: Int64, Sendable, CustomStringConvertible {
         case .allgatherv: return "allgatherv"
         case .alltoallv: return "alltoallv"
         case .reduceScatter: return "reduceScatter"
+        case .pointToPoint: return "point-to-point"
         }
     }
 }
@@ -26,7 +27,13 @@ public enum CollectiveOp: Int64, Sendable, CustomStringConvertible {
 ///   count, root) to every other rank and compares; a mismatch aborts the job naming the ranks and
 ///   what each called — instead of a hang or silently wrong numbers.
 /// - `stallTimeout`: if some ranks have not reached the collective after this many seconds, each
-///   waiting rank names the missing ones; with `abortOnStall` the job is then brought down.
+///   waiting rank names the missing ones (rank and host); with `abortOnStall` the job is then brought
+///   down. The collective itself (and a wait on a nonblocking one) then runs as its nonblocking MPI
+///   form polled to completion: when every rank entered it but it does not finish within the timeout
+///   (a peer lost on the network), each waiting rank pings the others on the check communicator and
+///   names those that do not answer. (Open MPI's nonblocking collectives may sum in another order
+///   than its blocking ones: results with the watchdog on can differ in the last bits from results
+///   without it, and are reproducible with it.)
 ///
 /// Environment: `SYNCYTIUM_CHECK_COLLECTIVES=1`, `SYNCYTIUM_STALL_TIMEOUT=<seconds>`,
 /// `SYNCYTIUM_STALL_ABORT=0|1` (default 1).
@@ -54,6 +61,7 @@ final class SafetyState: @unchecked Sendable {
     var config: CollectiveSafety
     var sequence: Int64 = 0
     var checkComm: MPI_Comm? = nil  // a duplicate, so check messages never match user traffic
+    var hosts: [String] = []         // every rank's host name, so a stall names where the missing ranks run
     init(_ c: CollectiveSafety) { config = c }
 }
 
@@ -65,13 +73,29 @@ extension Communicator {
     }
 
     public func setSafety(_ s: CollectiveSafety) throws {
-        if s.enabled && safetyState.checkComm == nil {
-            var dup: MPI_Comm? = cmpi_comm_null()
-            try check(MPI_Comm_dup(comm, &dup), "MPI_Comm_dup")
-            try check(MPI_Comm_set_errhandler(dup, cmpi_errors_return()), "MPI_Comm_set_errhandler")
-            safetyState.checkComm = dup
-        }
+        if s.enabled && safetyState.checkComm == nil { try prepareSafetyChecks() }
         safetyState.config = s
+    }
+
+    /// Collective, once per communicator of more than one rank (at creation, so that checks switched on
+    /// by the environment — `SYNCYTIUM_STALL_TIMEOUT`, `SYNCYTIUM_CHECK_COLLECTIVES` — have their
+    /// communicator whatever the ranks' environments): duplicates the communicator for the check
+    /// messages and gathers every rank's host name for the stall message.
+    func prepareSafetyChecks() throws {
+        guard safetyState.checkComm == nil else { return }
+        var dup: MPI_Comm? = cmpi_comm_null()
+        try check(MPI_Comm_dup(comm, &dup), "MPI_Comm_dup")
+        try check(MPI_Comm_set_errhandler(dup, cmpi_errors_return()), "MPI_Comm_set_errhandler")
+        let width = 64
+        var mine = [UInt8](repeating: 0, count: width)
+        for (i, b) in Communicator.hostName.utf8.prefix(width - 1).enumerated() { mine[i] = b }
+        var all = [UInt8](repeating: 0, count: width * size)
+        try check(MPI_Allgather(&mine, Int32(width), cmpi_uint8(), &all, Int32(width), cmpi_uint8(), dup),
+                  "MPI_Allgather(host names)")
+        safetyState.hosts = (0..<size).map { r in
+            String(decoding: all[(r * width)..<((r + 1) * width)].prefix { $0 != 0 }, as: UTF8.self)
+        }
+        safetyState.checkComm = dup
     }
 
     /// Called at the start of every collective. `count` is −1 where ranks may legitimately differ.
@@ -106,6 +130,7 @@ extension Communicator {
                     var flag: Int32 = 0
                     try check(MPI_Testall(Int32(reqs.count), &reqs, &flag, nil), "MPI_Testall(collective check)")
                     if flag != 0 { break }
+                    answerPings()
                     if let limit = st.config.stallTimeout, MPI_Wtime() - start > limit, !warned {
                         warned = true
                         var missing: [Int] = []
@@ -116,6 +141,7 @@ extension Communicator {
                         }
                         let msg = "stalled \(Int(MPI_Wtime() - start)) s in \(op) #\(st.sequence): "
                             + "rank(s) \(missing.map(String.init).joined(separator: ", ")) have not reached it"
+                            + " (\(placed(missing)); unreachable or stuck)"
                         if st.config.abortOnStall { abort(msg) }
                         writeStderr("[rank \(Communicator.world.rank)] warning: \(msg); still waiting\n")
                     }
@@ -130,6 +156,98 @@ extension Communicator {
                 abort("collective mismatch: rank \(rank) calls \(describe(mine)), rank \(peer) calls \(describe(s))")
             }
         }
+    }
+
+    /// "rank 2 on host h3, …" from the host names gathered when the communicator was made.
+    func placed(_ ranks: [Int]) -> String {
+        ranks.map { p in p < safetyState.hosts.count ? "rank \(p) on host \(safetyState.hosts[p])" : "rank \(p)" }
+            .joined(separator: ", ")
+    }
+
+    /// Runs one collective: the blocking MPI call, or, with a stall timeout in force, its nonblocking
+    /// form polled by `waitWatched`, so that a peer lost inside the collective is named, not waited for.
+    @inline(__always)
+    func collective(_ op: CollectiveOp, _ name: @autoclosure () -> String, blocking: () -> Int32,
+                    nonblocking: (inout MPI_Request?) -> Int32) throws {
+        guard safetyState.config.stallTimeout != nil, size > 1, safetyState.checkComm != nil else {
+            try check(blocking(), name()); return
+        }
+        var req: MPI_Request? = cmpi_request_null()
+        try check(nonblocking(&req), name())
+        try waitWatched(&req, op, name())
+    }
+
+    /// Polls `req` to completion. Past the stall timeout: with `abortOnStall`, pings every peer and
+    /// aborts naming those that do not answer within a few seconds; otherwise warns once.
+    func waitWatched(_ req: inout MPI_Request?, _ op: CollectiveOp, _ name: String) throws {
+        let st = safetyState
+        guard let limit = st.config.stallTimeout, size > 1, st.checkComm != nil else {
+            try check(MPI_Wait(&req, cmpi_status_ignore()), name); return
+        }
+        let start = MPI_Wtime()
+        var warned = false
+        while true {
+            var flag: Int32 = 0
+            try check(MPI_Test(&req, &flag, cmpi_status_ignore()), name)
+            if flag != 0 { return }
+            answerPings()
+            if !warned, MPI_Wtime() - start > limit {
+                warned = true
+                let head = "stalled \(Int(MPI_Wtime() - start)) s inside \(op) #\(st.sequence), which every rank had entered"
+                if st.config.abortOnStall {
+                    let window = Swift.min(limit, 5)
+                    let silent = silentPeers(within: window)
+                    if silent.isEmpty { abort(head + "; every rank answers a ping, so MPI itself is stuck") }
+                    abort(head + ": rank(s) \(silent.map(String.init).joined(separator: ", ")) do not answer within "
+                          + "\(Int(window)) s (\(placed(silent)); unreachable or stuck)")
+                }
+                writeStderr("[rank \(Communicator.world.rank)] warning: \(head); still waiting\n")
+            }
+            usleep(200)
+        }
+    }
+
+    private static let pingTag: Int32 = 4243, pongTag: Int32 = 4244
+
+    /// Answers the pings of peers that are looking for lost ranks (called from every watchdog poll).
+    func answerPings() {
+        guard let cc = safetyState.checkComm else { return }
+        while true {
+            var flag: Int32 = 0
+            var status = MPI_Status()
+            guard MPI_Iprobe(cmpi_any_source(), Self.pingTag, cc, &flag, &status) == cmpi_success(), flag != 0 else { return }
+            var v: Int64 = 0
+            guard MPI_Recv(&v, 1, cmpi_int64(), status.MPI_SOURCE, Self.pingTag, cc, cmpi_status_ignore()) == cmpi_success()
+            else { return }
+            _ = MPI_Send(&v, 1, cmpi_int64(), status.MPI_SOURCE, Self.pongTag, cc)
+        }
+    }
+
+    /// Pings every peer and returns those whose answer has not come within `window` seconds. Only on the
+    /// way to an abort (requests to silent peers are left pending).
+    private func silentPeers(within window: Double) -> [Int] {
+        guard let cc = safetyState.checkComm else { return [] }
+        let ping = UnsafeMutablePointer<Int64>.allocate(capacity: 1)
+        ping.pointee = safetyState.sequence
+        let answers = UnsafeMutablePointer<Int64>.allocate(capacity: size)
+        var recvs = [MPI_Request?](repeating: cmpi_request_null(), count: size)
+        var answered = [Bool](repeating: false, count: size)
+        answered[rank] = true
+        for peer in 0..<size where peer != rank {
+            var s: MPI_Request? = cmpi_request_null()
+            _ = MPI_Irecv(answers + peer, 1, cmpi_int64(), Int32(peer), Self.pongTag, cc, &recvs[peer])
+            if MPI_Isend(ping, 1, cmpi_int64(), Int32(peer), Self.pingTag, cc, &s) == cmpi_success() { _ = MPI_Request_free(&s) }
+        }
+        let start = MPI_Wtime()
+        while MPI_Wtime() - start < window, answered.contains(false) {
+            for peer in 0..<size where !answered[peer] {
+                var f: Int32 = 0
+                if MPI_Test(&recvs[peer], &f, cmpi_status_ignore()) == cmpi_success(), f != 0 { answered[peer] = true }
+            }
+            answerPings()
+            usleep(200)
+        }
+        return (0..<size).filter { !answered[$0] }
     }
 
     private func describe(_ s: [Int64]) -> String {

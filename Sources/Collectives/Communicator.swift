@@ -145,6 +145,7 @@ public final class Communicator: @unchecked Sendable {
         try check(MPI_Comm_size(local, &ls), "MPI_Comm_size(local)")
         _ = MPI_Comm_free(&local)
         localRank = Int(lr); localSize = Int(ls)
+        if size > 1 { try prepareSafetyChecks() }
     }
 
     static func finalizeAtExit() {
@@ -220,7 +221,7 @@ public final class Communicator: @unchecked Sendable {
 
     public func barrier() throws {
         try enter(.barrier, nil, count: 0)
-        try check(MPI_Barrier(comm), "MPI_Barrier")
+        try collective(.barrier, "MPI_Barrier", blocking: { MPI_Barrier(comm) }, nonblocking: { MPI_Ibarrier(comm, &$0) })
     }
 
     // MARK: Broadcast
@@ -232,8 +233,10 @@ public final class Communicator: @unchecked Sendable {
         var offset = 0
         repeat {
             let n = Swift.min(buffer.count - offset, maxCount)
-            try check(MPI_Bcast(buffer.baseAddress.map { UnsafeMutableRawPointer($0 + offset) }, Int32(n),
-                                T.scalarKind.datatype, Int32(root), comm), "MPI_Bcast")
+            let p = buffer.baseAddress.map { UnsafeMutableRawPointer($0 + offset) }
+            try collective(.broadcast, "MPI_Bcast",
+                           blocking: { MPI_Bcast(p, Int32(n), T.scalarKind.datatype, Int32(root), comm) },
+                           nonblocking: { MPI_Ibcast(p, Int32(n), T.scalarKind.datatype, Int32(root), comm, &$0) })
             offset += n
         } while offset < buffer.count
     }
@@ -265,14 +268,18 @@ public final class Communicator: @unchecked Sendable {
     public func allreduce<T: CollectiveScalar>(_ buffer: UnsafeMutableBufferPointer<T>, op: ReduceOp) throws {
         try enter(.allreduce, T.scalarKind, count: buffer.count)
         guard let base = buffer.baseAddress, buffer.count > 0 else {
-            try check(MPI_Allreduce(cmpi_in_place(), nil, 0, T.scalarKind.datatype, op.op, comm), "MPI_Allreduce")
+            try collective(.allreduce, "MPI_Allreduce",
+                           blocking: { MPI_Allreduce(cmpi_in_place(), nil, 0, T.scalarKind.datatype, op.op, comm) },
+                           nonblocking: { MPI_Iallreduce(cmpi_in_place(), nil, 0, T.scalarKind.datatype, op.op, comm, &$0) })
             return
         }
         var offset = 0
         while offset < buffer.count {
             let n = Swift.min(buffer.count - offset, maxCount)
-            try check(MPI_Allreduce(cmpi_in_place(), base + offset, Int32(n), T.scalarKind.datatype, op.op, comm),
-                      "MPI_Allreduce(\(T.scalarKind), \(op.rawValue), count \(n))")
+            let p = base + offset
+            try collective(.allreduce, "MPI_Allreduce(\(T.scalarKind), \(op.rawValue), count \(n))",
+                           blocking: { MPI_Allreduce(cmpi_in_place(), p, Int32(n), T.scalarKind.datatype, op.op, comm) },
+                           nonblocking: { MPI_Iallreduce(cmpi_in_place(), p, Int32(n), T.scalarKind.datatype, op.op, comm, &$0) })
             offset += n
         }
     }
@@ -300,7 +307,7 @@ public final class Communicator: @unchecked Sendable {
         var req: MPI_Request? = cmpi_request_null()
         try check(MPI_Iallreduce(cmpi_in_place(), buffer.baseAddress, Int32(buffer.count), T.scalarKind.datatype,
                                  op.op, comm, &req), "MPI_Iallreduce")
-        return CollectiveRequest(req)
+        return CollectiveRequest(req, owner: self, op: .iallreduce)
     }
 
     // MARK: Gathers
@@ -314,8 +321,11 @@ public final class Communicator: @unchecked Sendable {
         var out = [T](repeating: 0, count: total)
         try send.withUnsafeBufferPointer { s in
             try out.withUnsafeMutableBufferPointer { o in
-                try check(MPI_Allgather(s.baseAddress, Int32(s.count), T.scalarKind.datatype,
-                                        o.baseAddress, Int32(s.count), T.scalarKind.datatype, comm), "MPI_Allgather")
+                try collective(.allgather, "MPI_Allgather",
+                               blocking: { MPI_Allgather(s.baseAddress, Int32(s.count), T.scalarKind.datatype,
+                                                         o.baseAddress, Int32(s.count), T.scalarKind.datatype, comm) },
+                               nonblocking: { MPI_Iallgather(s.baseAddress, Int32(s.count), T.scalarKind.datatype,
+                                                             o.baseAddress, Int32(s.count), T.scalarKind.datatype, comm, &$0) })
             }
         }
         return out
@@ -339,8 +349,11 @@ public final class Communicator: @unchecked Sendable {
         var out = [T](repeating: 0, count: total)
         try send.withUnsafeBufferPointer { s in
             try out.withUnsafeMutableBufferPointer { o in
-                try check(MPI_Allgatherv(s.baseAddress, Int32(s.count), T.scalarKind.datatype,
-                                         o.baseAddress, rc32, displs, T.scalarKind.datatype, comm), "MPI_Allgatherv")
+                try collective(.allgatherv, "MPI_Allgatherv",
+                               blocking: { MPI_Allgatherv(s.baseAddress, Int32(s.count), T.scalarKind.datatype,
+                                                          o.baseAddress, rc32, displs, T.scalarKind.datatype, comm) },
+                               nonblocking: { MPI_Iallgatherv(s.baseAddress, Int32(s.count), T.scalarKind.datatype,
+                                                              o.baseAddress, rc32, displs, T.scalarKind.datatype, comm, &$0) })
             }
         }
         return (out, counts)
@@ -360,7 +373,13 @@ public final class Communicator: @unchecked Sendable {
         try enter(.alltoallv, T.scalarKind, count: -1)
         var sc = sendCounts.map { Int32($0) }
         var rc = [Int32](repeating: 0, count: size)
-        try check(MPI_Alltoall(&sc, 1, cmpi_int32(), &rc, 1, cmpi_int32(), comm), "MPI_Alltoall(counts)")
+        try sc.withUnsafeMutableBufferPointer { scp in
+            try rc.withUnsafeMutableBufferPointer { rcp in
+                try collective(.alltoallv, "MPI_Alltoall(counts)",
+                               blocking: { MPI_Alltoall(scp.baseAddress, 1, cmpi_int32(), rcp.baseAddress, 1, cmpi_int32(), comm) },
+                               nonblocking: { MPI_Ialltoall(scp.baseAddress, 1, cmpi_int32(), rcp.baseAddress, 1, cmpi_int32(), comm, &$0) })
+            }
+        }
         let total = rc.reduce(0) { $0 + Int($1) }
         guard total <= maxCount else { throw CollectiveUsageError("alltoallv: receive total above 2^31-1") }
         var sd = [Int32](repeating: 0, count: size), rd = [Int32](repeating: 0, count: size)
@@ -371,8 +390,11 @@ public final class Communicator: @unchecked Sendable {
         var out = [T](repeating: 0, count: total)
         try send.withUnsafeBufferPointer { s in
             try out.withUnsafeMutableBufferPointer { o in
-                try check(MPI_Alltoallv(s.baseAddress, sc, sd, T.scalarKind.datatype,
-                                        o.baseAddress, rc, rd, T.scalarKind.datatype, comm), "MPI_Alltoallv")
+                try collective(.alltoallv, "MPI_Alltoallv",
+                               blocking: { MPI_Alltoallv(s.baseAddress, sc, sd, T.scalarKind.datatype,
+                                                         o.baseAddress, rc, rd, T.scalarKind.datatype, comm) },
+                               nonblocking: { MPI_Ialltoallv(s.baseAddress, sc, sd, T.scalarKind.datatype,
+                                                             o.baseAddress, rc, rd, T.scalarKind.datatype, comm, &$0) })
             }
         }
         return (out, rc.map(Int.init))
@@ -390,8 +412,9 @@ public final class Communicator: @unchecked Sendable {
         }
         try enter(.reduceScatter, T.scalarKind, count: send.count)
         let c32 = counts.map { Int32($0) }
-        try check(MPI_Reduce_scatter(send.baseAddress, receive.baseAddress, c32, T.scalarKind.datatype, op.op, comm),
-                  "MPI_Reduce_scatter")
+        try collective(.reduceScatter, "MPI_Reduce_scatter",
+                       blocking: { MPI_Reduce_scatter(send.baseAddress, receive.baseAddress, c32, T.scalarKind.datatype, op.op, comm) },
+                       nonblocking: { MPI_Ireduce_scatter(send.baseAddress, receive.baseAddress, c32, T.scalarKind.datatype, op.op, comm, &$0) })
     }
 
     /// In place: rank r's block [offset_r, offset_r + counts[r]) of `buffer` is sent to every rank, so
@@ -404,8 +427,11 @@ public final class Communicator: @unchecked Sendable {
         var displs = [Int32](repeating: 0, count: size)
         for i in 1..<Swift.max(size, 1) where i < size { displs[i] = displs[i - 1] + Int32(counts[i - 1]) }
         let c32 = counts.map { Int32($0) }
-        try check(MPI_Allgatherv(cmpi_in_place(), 0, T.scalarKind.datatype, buffer.baseAddress, c32, displs,
-                                 T.scalarKind.datatype, comm), "MPI_Allgatherv(in place)")
+        try collective(.allgather, "MPI_Allgatherv(in place)",
+                       blocking: { MPI_Allgatherv(cmpi_in_place(), 0, T.scalarKind.datatype, buffer.baseAddress, c32, displs,
+                                                  T.scalarKind.datatype, comm) },
+                       nonblocking: { MPI_Iallgatherv(cmpi_in_place(), 0, T.scalarKind.datatype, buffer.baseAddress, c32, displs,
+                                                      T.scalarKind.datatype, comm, &$0) })
     }
 
     // MARK: Point to point
@@ -418,7 +444,7 @@ public final class Communicator: @unchecked Sendable {
         var req: MPI_Request? = cmpi_request_null()
         try check(MPI_Isend(buffer.baseAddress, Int32(buffer.count), T.scalarKind.datatype, Int32(dest), Int32(tag),
                             comm, &req), "MPI_Isend(to \(dest))")
-        return CollectiveRequest(req)
+        return CollectiveRequest(req, owner: self, op: .pointToPoint)
     }
 
     /// Starts receiving exactly `buffer.count` elements from `source` into `buffer`.
@@ -429,7 +455,7 @@ public final class Communicator: @unchecked Sendable {
         var req: MPI_Request? = cmpi_request_null()
         try check(MPI_Irecv(buffer.baseAddress, Int32(buffer.count), T.scalarKind.datatype, Int32(source), Int32(tag),
                             comm, &req), "MPI_Irecv(from \(source))")
-        return CollectiveRequest(req)
+        return CollectiveRequest(req, owner: self, op: .pointToPoint)
     }
 
     /// Sends `send` to `dest` while receiving `receiveCount` elements from `source` (ring shifts).
@@ -457,14 +483,22 @@ public final class Communicator: @unchecked Sendable {
 public final class CollectiveRequest: @unchecked Sendable {
     private var request: MPI_Request?
     private var done = false
+    private let owner: Communicator?   // its stall watchdog, if one is in force, watches the wait
+    private let op: CollectiveOp
 
-    init(_ request: MPI_Request?) { self.request = request }
+    init(_ request: MPI_Request?, owner: Communicator? = nil, op: CollectiveOp = .iallreduce) {
+        self.request = request; self.owner = owner; self.op = op
+    }
 
     /// Blocks until the operation has completed.
     public func wait() throws {
         guard !done else { return }
         done = true
-        try check(MPI_Wait(&request, cmpi_status_ignore()), "MPI_Wait")
+        if let owner, owner.safety.stallTimeout != nil {
+            try owner.waitWatched(&request, op, "MPI_Wait(\(op))")
+        } else {
+            try check(MPI_Wait(&request, cmpi_status_ignore()), "MPI_Wait")
+        }
     }
 
     /// True when the operation has completed (then no wait is needed).
