@@ -8,15 +8,17 @@
 //
 // Deviations from the reference code, each deliberate:
 // - Graph: exact (or IVF) kNN on the PCA of the log-normalised expression, the cell itself included,
-//   symmetrised (A ∪ Aᵀ) and normalised Â = D^−½ W D^−½ (the reference keeps only the edges between
-//   cells of DIFFERENT true labels — label leakage and a bug — and row-normalises by column sums).
+//   symmetrised (A ∪ Aᵀ); A_norm = D⁻¹(A ∪ Aᵀ) for the graph AE layers, the fusion's z_l before Am
+//   exists and the target A_norm·X, Â = D^−½ (A ∪ Aᵀ) D^−½ for the PPR diffusion, as the reference
+//   (which keeps only the edges between cells of DIFFERENT true labels — label leakage and a bug —
+//   and row-normalises by column sums).
 // - Input X: the `pca` PCA scores scaled by one global factor so that PC1 has unit standard deviation
 //   (the graph AE's last layer is tanh, which cannot reach raw PCA scores; the geometry is unchanged).
 // - Ad·H = α(I − (1 − α)Â)⁻¹H by T power iterations Z ← (1 − α)ÂZ + αH, T = ⌈log tol / log(1 − α)⌉,
 //   error ≤ 2·tol·‖H‖ (`pprTolerance`, default 1e-2; the reference's dense inverse is exact and O(n³)).
 //   α is one value for every dataset (the reference sets it per dataset).
 // - Am: computed once when training starts, from the pretrained graph AE's similarity
-//   s_ij = (σ(z¹_i·z¹_j) + σ(z²_i·z²_j))/2 (views (X, Â) and (X, Ad)), restricted to the graph's edges:
+//   s_ij = (σ(z¹_i·z¹_j) + σ(z²_i·z²_j))/2 (views (X, A_norm) and (X, Ad)), restricted to the graph's edges:
 //   each cell drops its round(rate·degree) lowest-similarity edges (never itself), rows renormalised
 //   (the reference drops round(0.1·n) of all n columns of a dense matrix). The dropped neighbours are
 //   per-cell checkpoint state.
@@ -35,6 +37,10 @@
 //   recomputed every step (= every epoch: full-graph steps) and detached (the reference uses the
 //   initial k-means counts and freezes P after epoch 9 by `epoch // 10 == 0`); L_CLU = KL(P‖Q) with
 //   log Q (the reference passes Q where log Q belongs). λ_c = 1 (reference 50 on that non-KL).
+// - When the fused stages start, the AE's latent is rescaled to the graph AE's rms by an exact
+//   reparametrisation (last encoder layer × c, first decoder layer ÷ c; Adam's moments are kept): the
+//   AE latent's scale is free and drifts in full-batch pretraining (rms 300 against 5 after 150
+//   epochs on baron_mouse), which the 0.5/0.5 fusion cannot absorb.
 // - Pretraining stages AE → graph AE → joint are `.pretrain` epochs of the same run on the clean view
 //   (X, Â) (the reference's model_init(X, A_norm, X, A_norm)); one learning-rate change when
 //   training starts. The final labels come from the last epoch (k-means on z, or argmax Q), never
@@ -89,7 +95,9 @@ public final class SCSiameseClu: Model {
     let input: Tensor, diffusedTarget: Tensor, counts: Tensor, sizeFactors: [Float]
     /// The union graph A ∪ Aᵀ (values 1) on this rank's rows, Â as an operator, its edges for L_edge.
     let union: GraphShard
+    /// Â = D^−½ (A ∪ Aᵀ) D^−½ (the PPR diffusion) and A_norm = D⁻¹(A ∪ Aᵀ) (graph AE layers, fusion, targets).
     let adjNorm: GraphOperator
+    let adjRow: GraphOperator
     let edges: GraphOperator
     public let pprSteps: Int
     /// Neighbours each cell drops in Am (global ids, −1 padded; width `dropWidth`).
@@ -102,6 +110,7 @@ public final class SCSiameseClu: Model {
     let centres: Parameter, state: Parameter
     let fusionA: OwnedParameter, fusionB: OwnedParameter
     private var cachedEmbedding: Tensor?
+    private let debugNorms = ProcessInfo.processInfo.environment["SYNCYTIUM_DEBUG_SCSIAMESECLU"] != nil
     public private(set) var estimatedK: ClusterCountEstimate?
     public private(set) var initialLabels: [Int32] = []
     public private(set) var lastSinkhorn: (iterations: Int, error: Double)?
@@ -109,6 +118,7 @@ public final class SCSiameseClu: Model {
     public var k: Int { Int(state.value.pointer[1]) }
     public var centresReady: Bool { state.value.pointer[0] > 0 }
     public var amReady: Bool { state.value.pointer[2] > 0 }
+    public var aeRescaled: Bool { state.value.pointer[3] > 0 }
 
     /// Collective.
     public init(input data: Dataset, hyperparameters h: Hyperparameters, context: ModelContext, comm: Communicator) throws {
@@ -132,9 +142,10 @@ public final class SCSiameseClu: Model {
         u.values = [Float](repeating: 1, count: u.nnz)
         union = u
         adjNorm = graph.tag          // D^−½ (A ∪ Aᵀ) D^−½, symmetric
+        adjRow = try GraphNormalization.rowNormalized(u, layout: layout, comm: comm)
         edges = try GraphOperator(graph: u, layout: layout, comm: comm)
         let dx = Tensor(rows: n, cols: p)
-        adjNorm.apply(input.pointer, halo: try adjNorm.fetchHalo(input), width: p, into: dx.pointer)
+        adjRow.apply(input.pointer, halo: try adjRow.fetchHalo(input), width: p, into: dx.pointer)
         diffusedTarget = dx
         counts = data.counts.toDense(); sizeFactors = data.sizeFactors
         pprSteps = pprIterations(alpha: h.pprAlpha, tolerance: h.pprTolerance)
@@ -170,7 +181,7 @@ public final class SCSiameseClu: Model {
         alpha = s.add("alpha", rows: 1, cols: 1, .zeros, rng: &rng)
         let d = h.aeDims.last!
         centres = s.add("cluster_centers", rows: context.clusters ?? context.maxClusters, cols: d, .zeros, rng: &rng)
-        state = s.addBuffer("scsiameseclu_state", rows: 1, cols: 3, fill: 0)
+        state = s.addBuffer("scsiameseclu_state", rows: 1, cols: 4, fill: 0)
         state.value.pointer[1] = Float(context.clusters ?? 0)
         fusionA = OwnedParameter("a", rows: n, width: d, fill: 0.5)
         fusionB = OwnedParameter("b", rows: n, width: d, fill: 0.5)
@@ -215,12 +226,12 @@ public final class SCSiameseClu: Model {
 
     func gaeDecode(_ z: Var, _ tape: Tape) throws -> Var {
         var hv = z
-        for l in gaeDecoder { hv = try tape.propagate(l(hv, tape), adjNorm) }
+        for l in gaeDecoder { hv = try tape.propagate(l(hv, tape), adjRow) }
         return hv
     }
 
-    /// The graph of view 1: Am once built, Â before.
-    var viewOneGraph: GraphOperator { amOperator ?? adjNorm }
+    /// The graph of view 1: Am once built, A_norm before.
+    var viewOneGraph: GraphOperator { amOperator ?? adjRow }
 
     struct Fused { var z: Var; var zAE: [Var]; var zGAE: [Var]; var zAEMean: Var; var zGAEMean: Var }
 
@@ -238,6 +249,10 @@ public final class SCSiameseClu: Model {
         let zi = tape.add(tape.mul(try tape.ownedRows(fusionA, index: idx, halo: nil), za),
                           tape.mul(try tape.ownedRows(fusionB, index: idx, halo: nil), zg))
         let zl = try tape.propagate(zi, viewOneGraph)
+        if debugNorms {
+            func rms(_ v: Var) -> Float { let t = tape.value(v); var s: Float = 0; for e in 0..<t.count { s += t.pointer[e] * t.pointer[e] }; return (s / Float(max(t.rows, 1))).squareRoot() }
+            Logger(label: "syncytium.scsiameseclu").info("norms: z_ae \(rms(za)) z_gae \(rms(zg)) z_i \(rms(zi)) z_l \(rms(zl))")
+        }
         let att = try tape.globalSelfAttention(zl, comm: comm)
         return Fused(z: tape.add(zl, tape.mul(att, tape.param(alpha))), zAE: zAE, zGAE: zG, zAEMean: za, zGAEMean: zg)
     }
@@ -262,12 +277,12 @@ public final class SCSiameseClu: Model {
             let z = aeEncode(x, tape)
             return (tape.scale(mse(aeDecode(z, tape).xHat, x, 0), 10), terms)
         case .gae:
-            let z = try gaeEncode(x, .plain(adjNorm), tape)
+            let z = try gaeEncode(x, .plain(adjRow), tape)
             let le = try edgeLoss(z)
             terms[2] = tape.value(le).scalar
             return (weighted([(mse(try gaeDecode(z, tape), ax, 1), 1), (le, 0.5)]), terms)
         case .joint:
-            let f = try fuse(views: [(input, .plain(adjNorm))], tape)
+            let f = try fuse(views: [(input, .plain(adjRow))], tape)
             let le = try edgeLoss(f.zGAEMean)
             terms[2] = tape.value(le).scalar
             let total = weighted([(mse(aeDecode(f.z, tape).xHat, x, 0), 1), (mse(try gaeDecode(f.z, tape), ax, 1), 0.9),
@@ -327,9 +342,34 @@ public final class SCSiameseClu: Model {
 
     /// Collective. When training starts: Am from the pretrained graph AE, then the centres.
     public func epochWillBegin(_ epoch: Int, trainer: Trainer) throws {
-        guard stage(atEpoch: epoch) == .train else { return }
+        let st = stage(atEpoch: epoch)
+        if (st == .joint || st == .train) && !aeRescaled { try rescaleAE() }
+        guard st == .train else { return }
         if !amReady { try buildAm() }
         if !centresReady { try initialiseCentres() }
+    }
+
+    /// Collective, once when the fused stages start: the AE's latent scale is arbitrary (its decoder
+    /// undoes any scale) and grows in pretraining, while the fusion a ⊙ z_ae + b ⊙ z_gae adds it to the
+    /// graph AE's. Exact reparametrisation z_ae → c·z_ae (last encoder layer × c, first decoder layer's
+    /// weight × 1/c: the same AE function) with c = rms(z_gae)/rms(z_ae) over all cells.
+    func rescaleAE() throws {
+        let tape = Tape()
+        tape.training = false
+        let x = tape.constant(input)
+        let za = tape.value(aeEncode(x, tape)), zg = tape.value(try gaeEncode(x, .plain(adjRow), tape))
+        var ss = [0.0, 0.0]
+        for e in 0..<za.count { ss[0] += Double(za.pointer[e] * za.pointer[e]) }
+        for e in 0..<zg.count { ss[1] += Double(zg.pointer[e] * zg.pointer[e]) }
+        try comm.allreduce(&ss, op: .sum)
+        let c = ss[0] > 0 && ss[1] > 0 ? Float((ss[1] / ss[0]).squareRoot()) : 1
+        let last = aeEncoder.last!, first = aeDecoder.first!
+        for e in 0..<last.weight.count { last.weight.value.pointer[e] *= c }
+        if let b = last.bias { for e in 0..<b.count { b.value.pointer[e] *= c } }
+        for e in 0..<first.weight.count { first.weight.value.pointer[e] /= c }
+        state.value.pointer[3] = 1
+        cachedEmbedding = nil
+        Logger(label: "syncytium.scsiameseclu").info("scsiameseclu: AE latent rescaled by \(c) (rms z_ae \((ss[0] / Double(max(cells, 1))).squareRoot()), z_gae \((ss[1] / Double(max(cells, 1))).squareRoot()))")
     }
 
     /// Collective. s_ij = (σ(z¹_i·z¹_j) + σ(z²_i·z²_j))/2 on the union graph's edges, z^v the pretrained
@@ -338,7 +378,7 @@ public final class SCSiameseClu: Model {
         let tape = Tape()
         tape.training = false
         let x = tape.constant(input)
-        let z1 = tape.value(try gaeEncode(x, .plain(adjNorm), tape)), z2 = tape.value(try gaeEncode(x, .diffusion, tape))
+        let z1 = tape.value(try gaeEncode(x, .plain(adjRow), tape)), z2 = tape.value(try gaeEncode(x, .diffusion, tape))
         let h1 = try edges.fetchHalo(z1), h2 = try edges.fetchHalo(z2)
         let n = input.rows, d = z1.cols, first = graph.first
         func dot(_ z: Tensor, _ halo: [Float], _ i: Int, _ s: Int) -> Float {
@@ -444,7 +484,7 @@ public final class SCSiameseClu: Model {
         try ensureAm()
         let tape = Tape()
         tape.training = false
-        let views: [(Tensor, ViewGraph)] = amReady ? [(input, .plain(viewOneGraph)), (input, .diffusion)] : [(input, .plain(adjNorm))]
+        let views: [(Tensor, ViewGraph)] = amReady ? [(input, .plain(viewOneGraph)), (input, .diffusion)] : [(input, .plain(adjRow))]
         let z = tape.value(try fuse(views: views, tape).z).copy()
         cachedEmbedding = z
         return z

@@ -27,12 +27,12 @@ public struct SCSiameseCluHyperparameters: ModelHyperparameters, Equatable {
     public var edgeDropRate: Float = 0.1
     @Setting("Standard deviation of the multiplicative Gaussian feature noise N(1, σ²) of each view (reference 0.1).", min: 0)
     public var noise: Float = 0.1
-    @Setting("AE pretraining epochs, loss 10·MSE(x̂, x) (reference 100 epochs of batch 256; full-graph steps here).", min: 0)
-    public var aePretrainEpochs = 150
-    @Setting("Graph AE pretraining epochs, MSE(ẑ, ÂX) + 0.5·L_edge (reference 50).", min: 0)
-    public var gaePretrainEpochs = 100
-    @Setting("Joint pretraining epochs, MSE(x̂,x) + 0.9·MSE(ẑ,ÂX) + 0.1·L_edge + 0.1·MSE(z_ae, z_gae) (reference 200).", min: 0)
-    public var jointPretrainEpochs = 100
+    @Setting("AE pretraining epochs, loss 10·MSE(x̂, x) (reference 100 epochs of batch 256; here full-graph steps: past ~100 the AE's latent scale drifts and its decoder becomes unstable under fusion).", min: 0)
+    public var aePretrainEpochs = 50
+    @Setting("Graph AE pretraining epochs, MSE(ẑ, A_norm X) + 0.5·L_edge (reference 50).", min: 0)
+    public var gaePretrainEpochs = 50
+    @Setting("Joint pretraining epochs, MSE(x̂,x) + 0.9·MSE(ẑ,A_norm X) + 0.1·L_edge + 0.1·MSE(z_ae, z_gae) (reference 200).", min: 0)
+    public var jointPretrainEpochs = 50
     @Setting("Training epochs with both views and the clustering term (reference 50).", min: 0)
     public var epochs = 100
     @Setting("Learning rate of the pretraining stages (reference 5e-4 for AE and graph AE, 1e-4 joint).", min: 0)
