@@ -34,6 +34,7 @@ public enum ModelRegistry {
     public static let entries: [ModelEntry] = [
         ModelEntry(SCNAME.self),
         ModelEntry(SCDEFR.self),
+        ModelEntry(SCSiameseClu.self),
         ModelEntry(CICL.self),
         ModelEntry(MLPAutoencoder.self),
         ModelEntry(CELLULAR.self),
