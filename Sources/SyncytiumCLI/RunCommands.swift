@@ -133,7 +133,8 @@ extension RunCommand {
 struct ListModels: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "models", abstract: "List the models (--model NAME), one line each.")
     func run() {
-        for e in ModelRegistry.entries { print("\(e.name.padding(toLength: 10, withPad: " ", startingAt: 0)) \(e.summary)") }
+        let width = (ModelRegistry.entries.map(\.name.count).max() ?? 0) + 1
+        for e in ModelRegistry.entries { print("\(e.name.padding(toLength: width, withPad: " ", startingAt: 0)) \(e.summary)") }
     }
 }
 
