@@ -193,7 +193,9 @@ extension Communicator {
             answerPings()
             if !warned, MPI_Wtime() - start > limit {
                 warned = true
-                let head = "stalled \(Int(MPI_Wtime() - start)) s inside \(op) #\(st.sequence), which every rank had entered"
+                let head = op == .pointToPoint
+                    ? "stalled \(Int(MPI_Wtime() - start)) s waiting for a point-to-point message"
+                    : "stalled \(Int(MPI_Wtime() - start)) s inside \(op) #\(st.sequence), which every rank had entered"
                 if st.config.abortOnStall {
                     let window = Swift.min(limit, 5)
                     let silent = silentPeers(within: window)

@@ -109,8 +109,11 @@ public enum ClusterRun {
         var scores: Scores? = nil, pretrained: Scores? = nil
         if let labels = data.labels {
             scores = try Scores.compute(truth: labels, pred: pred, comm: comm)
-            // Collective: every rank has the pretrained assignment or none does (the same model, same schedule).
-            if members == 1, let initial = model.pretrainedAssignment, initial.count == labels.count {
+            // Collective: the ranks agree whether every cell has an initial assignment (a rank without
+            // cells has none to give, which must not keep the others waiting in Scores.compute).
+            let initial = model.pretrainedAssignment ?? (labels.isEmpty ? [] : nil)
+            let usable = members == 1 && initial?.count == labels.count
+            if try comm.allreduce(value: Int32(usable ? 1 : 0), op: .min) == 1, let initial {
                 pretrained = try Scores.compute(truth: labels, pred: initial, comm: comm)
             }
         }

@@ -65,6 +65,10 @@ public struct SCSiameseCluHyperparameters: ModelHyperparameters, Equatable {
         if aeDims.isEmpty || aeDims.contains(where: { $0 < 1 }) || gaeDims.isEmpty || gaeDims.contains(where: { $0 < 1 }) {
             throw SettingsError(key: "model.ae_dims", "needs one or more positive widths for ae_dims and gae_dims")
         }
+        // The AE latent is rescaled through its last encoder and first decoder layer when fusion starts.
+        if aeDims.count < 2 {
+            throw SettingsError(key: "model.ae_dims", "needs at least two widths (hidden layers, then the embedding)")
+        }
         if aeDims.last != gaeDims.last {
             throw SettingsError(key: "model.gae_dims", "the last width (\(gaeDims.last!)) must equal ae_dims' (\(aeDims.last!)): the two embeddings are fused")
         }
