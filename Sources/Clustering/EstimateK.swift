@@ -28,4 +28,13 @@ public enum EstimateClusterCount {
         for c in cands.dropFirst() where c.silhouette > best.silhouette + 1e-12 { best = c }
         return ClusterCountEstimate(best: best.k, candidates: cands)
     }
+
+    /// K for a model's cluster head: `given` when the run states it, else the silhouette choice over
+    /// 2…`maxClusters` on `points` (returned with its evidence). Collective when K is not given.
+    public static func resolve(given: Int?, points: PointShard, maxClusters: Int, seed: UInt64,
+                               comm: Communicator) throws -> (k: Int, estimate: ClusterCountEstimate?) {
+        if let given, given > 0 { return (given, nil) }
+        let est = try silhouette(points, range: 2...max(2, maxClusters), seed: seed, comm: comm)
+        return (est.best, est)
+    }
 }

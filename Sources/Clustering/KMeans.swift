@@ -88,6 +88,29 @@ public struct KMeans {
         return best!
     }
 
+    /// The mean of each cluster's points (k × d, row-major) over every rank, summed in Double; an empty
+    /// cluster's mean is zero. Collective.
+    public static func clusterMeans(_ points: PointShard, labels: [Int32], k: Int, comm: Communicator) throws -> [Float] {
+        precondition(labels.count == points.count, "clusterMeans: \(labels.count) labels for \(points.count) points")
+        let d = points.dim
+        var sums = [Double](repeating: 0, count: k * (d + 1))
+        points.values.withUnsafeBufferPointer { x in
+            for i in 0..<points.count {
+                let c = Int(labels[i])
+                precondition(c >= 0 && c < k, "clusterMeans: label \(c) outside 0..<\(k)")
+                for j in 0..<d { sums[c * (d + 1) + j] += Double(x[i * d + j]) }
+                sums[c * (d + 1) + d] += 1
+            }
+        }
+        try comm.allreduce(&sums, op: .sum)
+        var means = [Float](repeating: 0, count: k * d)
+        for c in 0..<k {
+            let n = max(sums[c * (d + 1) + d], 1)
+            for j in 0..<d { means[c * d + j] = Float(sums[c * (d + 1) + j] / n) }
+        }
+        return means
+    }
+
     /// Assigns points to the nearest of `centres` (k × d); returns labels and each point's squared distance.
     /// Distances come from sgemm (−2·X·Cᵀ + ‖c‖²) in row tiles; the winner's distance is recomputed exactly.
     public static func assign(_ points: PointShard, centres: [Float], k: Int) -> (labels: [Int32], dist2: [Double]) {

@@ -70,9 +70,9 @@ public struct Sinkhorn {
         var err = Double.infinity
         var it = 0
         var colMax = [Double](repeating: 0, count: k), colSum = [Double](repeating: 0, count: k)
-        while it < maxIterations {
-            it += 1
-            // Rows (local): f_i = log a_i − LSE_j(S_ij + g_j).
+        // Rows (local): f_i = log a_i − LSE_j(S_ij + g_j); then the column sums of the plan → the
+        // marginal error (global, so every rank takes the same branch below).
+        func rowUpdateAndError() throws {
             for i in 0..<n {
                 var m = -Double.infinity
                 for c in 0..<k { m = max(m, scores[i * k + c] + g[c]) }
@@ -80,15 +80,24 @@ public struct Sinkhorn {
                 for c in 0..<k { s += exp(scores[i * k + c] + g[c] - m) }
                 f[i] = logA[i] - (m + log(s))
             }
-            // Column sums of the current plan → marginal error (global).
             try columnLSE(scores, f, n: n, k: k, comm: comm, max: &colMax, sum: &colSum)
             var e = 0.0
             for c in 0..<k { e += abs(exp(colMax[c] + log(colSum[c]) + g[c]) - colMass[c]) }
             err = e
+        }
+        var columnsLast = false
+        while it < maxIterations {
+            it += 1
+            try rowUpdateAndError()
+            columnsLast = false
             if err <= tolerance { break }
             // Columns (global): g_j = log b_j − LSE_i(S_ij + f_i).
             for c in 0..<k { g[c] = logB[c] - (colMax[c] + log(colSum[c])) }
+            columnsLast = true
         }
+        // Stopped at the cap right after a column update: one more row update, so the plan's rows
+        // are exact (the targets are distributions per cell) and the error reported is the plan's.
+        if columnsLast { try rowUpdateAndError() }
         var plan = [Double](repeating: 0, count: n * k)
         for i in 0..<n { for c in 0..<k { plan[i * k + c] = exp(scores[i * k + c] + f[i] + g[c]) } }
         return Result(plan: plan, iterations: it, marginalError: err)

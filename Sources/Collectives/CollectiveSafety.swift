@@ -95,6 +95,20 @@ extension Communicator {
         safetyState.hosts = (0..<size).map { r in
             String(decoding: all[(r * width)..<((r + 1) * width)].prefix { $0 != 0 }, as: UTF8.self)
         }
+        // Every rank adopts rank 0's settings: ranks whose environments differ would otherwise mix the
+        // watched (nonblocking) and plain forms of a collective, which do not match each other in MPI.
+        let c = safetyState.config
+        var settings: [Double] = [c.checkSignatures ? 1 : 0, c.stallTimeout ?? -1, c.abortOnStall ? 1 : 0]
+        let before = settings
+        try check(MPI_Bcast(&settings, 3, cmpi_double(), 0, dup), "MPI_Bcast(check settings)")
+        if settings != before {
+            safetyState.config = CollectiveSafety(checkSignatures: settings[0] != 0,
+                                                  stallTimeout: settings[1] > 0 ? settings[1] : nil,
+                                                  abortOnStall: settings[2] != 0)
+            writeStderr("[rank \(rank)] collective checks: this rank's environment differs from rank 0's; using rank 0's "
+                        + "(SYNCYTIUM_CHECK_COLLECTIVES=\(settings[0] != 0 ? 1 : 0), SYNCYTIUM_STALL_TIMEOUT="
+                        + (settings[1] > 0 ? "\(settings[1])" : "unset") + ", SYNCYTIUM_STALL_ABORT=\(settings[2] != 0 ? 1 : 0))\n")
+        }
         safetyState.checkComm = dup
     }
 

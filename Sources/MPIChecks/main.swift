@@ -58,6 +58,17 @@ if args.contains("--stall") {
     exit(3)
 }
 
+// Scenario: the stall timeout is set only in rank 0's environment (launch/test passes it to rank 0's
+// app context alone); the other ranks adopt it at start, so rank 1's late barrier is still named.
+if args.contains("--stall-env") {
+    comm.orAbort {
+        if comm.rank == 1 { sleep(30) }
+        try comm.barrier()
+    }
+    print("[rank \(comm.rank)] stall went undetected")
+    exit(3)
+}
+
 var passed = 0
 var failed = 0
 @MainActor func expect(_ ok: Bool, _ what: @autoclosure () -> String) {

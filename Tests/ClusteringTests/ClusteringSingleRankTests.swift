@@ -101,6 +101,22 @@ final class ClusteringSingleRankTests: XCTestCase {
         for i in 0..<n { for c in 0..<k { XCTAssertEqual(res.plan[i * k + c], u[i] * K[i * k + c] * v[c], accuracy: 1e-9) } }
     }
 
+    /// Stopped at the iteration cap, the plan's rows still carry their mass exactly (the last update
+    /// is a row update), and the error reported is that of the plan returned.
+    func testSinkhornAtTheIterationCapKeepsRowsExact() throws {
+        var rng = RandomStream(seed: 5)
+        let n = 30, k = 4
+        let scores = (0..<(n * k)).map { _ in rng.uniformDouble() * 12 - 6 }
+        let a = [Double](repeating: 1.0 / Double(n), count: n)
+        let b = [0.7, 0.1, 0.1, 0.1]
+        let res = try Sinkhorn(maxIterations: 2, tolerance: 1e-14).solve(scores: scores, n: n, k: k, rowMass: a, colMass: b, comm: comm)
+        XCTAssertEqual(res.iterations, 2)
+        XCTAssertGreaterThan(res.marginalError, 1e-6, "two iterations do not reach these columns")
+        for i in 0..<n { XCTAssertEqual((0..<k).reduce(0.0) { $0 + res.plan[i * k + $1] }, a[i], accuracy: 1e-14) }
+        let colError = (0..<k).reduce(0.0) { e, c in e + abs((0..<n).reduce(0.0) { $0 + res.plan[$1 * k + c] } - b[c]) }
+        XCTAssertEqual(colError, res.marginalError, accuracy: 1e-12)
+    }
+
     func testSilhouetteOfWholeSetMatchesBruteForce() throws {
         let (x, labs) = blobs(n: 90, k: 3, d: 3, spread: 3, seed: 2)
         let labels = labs.map(Int32.init)

@@ -194,6 +194,8 @@ final class SCSiameseCluTests: XCTestCase {
         try copy.store.load(serialized: Checkpoint.readBlob(ck, "parameters"))
         try copy.restore(from: ck, meta: try Checkpoint.readMeta(ck))
         XCTAssertEqual(copy.dropped, model.dropped)
+        XCTAssertFalse(model.initialLabels.isEmpty)
+        XCTAssertEqual(copy.initialLabels, model.initialLabels, "the initial clustering comes back with the cells")
         XCTAssertEqual(copy.fusionA.state, model.fusionA.state); XCTAssertEqual(copy.fusionB.state, model.fusionB.state)
         XCTAssertEqual(try copy.embedding(comm: solo).scalars, z.scalars)
     }

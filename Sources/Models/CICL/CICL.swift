@@ -249,11 +249,11 @@ public final class CICL: Model {
     public func initialiseCentres() throws {
         let e = try embedding(comm: comm)
         let pts = PointShard(values: e.scalars, count: e.rows, dim: e.cols)
-        var kk = context.clusters ?? 0
-        if kk <= 0 {
-            let est = try EstimateClusterCount.silhouette(pts, range: 2...max(2, context.maxClusters), seed: context.seed, comm: comm)
+        let chosen = try EstimateClusterCount.resolve(given: context.clusters, points: pts, maxClusters: context.maxClusters,
+                                                      seed: context.seed, comm: comm)
+        let kk = chosen.k
+        if let est = chosen.estimate {
             estimate = est
-            kk = est.best
             Logger(label: "syncytium.cicl").info("cicl: estimated K = \(kk) (silhouette on the untrained encoder's embedding)")
         }
         let km = try KMeans(k: kk, restarts: 10, seed: context.seed).fit(pts, comm: comm)

@@ -272,29 +272,21 @@ public final class SCDEFR: Model {
         let z = try embedding(comm: comm)
         let kk = try clusterCount(z)
         let labels = try chooseClustering(z, k: kk).labels
-        let d = embeddingDim
-        var sums = [Double](repeating: 0, count: kk * (d + 1))
-        for i in 0..<z.rows {
-            let c = Int(labels[i])
-            for j in 0..<d { sums[c * (d + 1) + j] += Double(z.pointer[i * d + j]) }
-            sums[c * (d + 1) + d] += 1
-        }
-        try comm.allreduce(&sums, op: .sum)
+        let means = try KMeans.clusterMeans(PointShard(values: z.scalars, count: z.rows, dim: z.cols), labels: labels, k: kk, comm: comm)
         let cv = centres.value
         cv.fill(0)
-        for c in 0..<kk { for j in 0..<d { cv.pointer[c * d + j] = Float(sums[c * (d + 1) + j] / max(sums[c * (d + 1) + d], 1)) } }
+        for e in 0..<means.count { cv.pointer[e] = means[e] }
         state.value.pointer[0] = 1
         state.value.pointer[1] = Float(kk)
         initialLabels = labels
     }
 
     func clusterCount(_ z: Tensor) throws -> Int {
-        if let given = context.clusters { return given }
-        if k > 0 { return k }
-        let est = try EstimateClusterCount.silhouette(PointShard(values: z.scalars, count: z.rows, dim: z.cols),
-                                                      range: 2...max(2, context.maxClusters), seed: context.seed, comm: comm)
-        estimatedK = est
-        return est.best
+        let chosen = try EstimateClusterCount.resolve(given: context.clusters ?? (k > 0 ? k : nil),
+                                                      points: PointShard(values: z.scalars, count: z.rows, dim: z.cols),
+                                                      maxClusters: context.maxClusters, seed: context.seed, comm: comm)
+        if let est = chosen.estimate { estimatedK = est }
+        return chosen.k
     }
 
     /// Collective. k-means on the embedding and spectral clustering of the graph; `clustering: auto`

@@ -300,12 +300,10 @@ public final class SCNAME: Model {
     public func initialiseCentres() throws {
         let bv = bank.embeddings
         let pts = PointShard(values: bv.scalars, count: bv.rows, dim: bv.cols)
-        var kk = context.clusters ?? 0
-        if kk <= 0 {
-            let est = try EstimateClusterCount.silhouette(pts, range: 2...max(2, context.maxClusters), seed: context.seed, comm: comm)
-            estimatedK = est
-            kk = est.best
-        }
+        let chosen = try EstimateClusterCount.resolve(given: context.clusters, points: pts, maxClusters: context.maxClusters,
+                                                      seed: context.seed, comm: comm)
+        if let est = chosen.estimate { estimatedK = est }
+        let kk = chosen.k
         let km = try KMeans(k: kk, restarts: 10, seed: context.seed).fit(pts, comm: comm)
         let c = centres.value
         c.fill(0)

@@ -431,36 +431,32 @@ public final class SCSiameseClu: Model {
         let z = try embedding(comm: comm)
         let kk = try clusterCount(z)
         let labels = try KMeans(k: kk, restarts: 20, seed: context.seed).fit(PointShard(values: z.scalars, count: z.rows, dim: z.cols), comm: comm).labels
-        let d = embeddingDim
-        var sums = [Double](repeating: 0, count: kk * (d + 1))
-        for i in 0..<z.rows {
-            let c = Int(labels[i])
-            for j in 0..<d { sums[c * (d + 1) + j] += Double(z.pointer[i * d + j]) }
-            sums[c * (d + 1) + d] += 1
-        }
-        try comm.allreduce(&sums, op: .sum)
+        let means = try KMeans.clusterMeans(PointShard(values: z.scalars, count: z.rows, dim: z.cols), labels: labels, k: kk, comm: comm)
         let cv = centres.value
         cv.fill(0)
-        for c in 0..<kk { for j in 0..<d { cv.pointer[c * d + j] = Float(sums[c * (d + 1) + j] / max(sums[c * (d + 1) + d], 1)) } }
+        for e in 0..<means.count { cv.pointer[e] = means[e] }
         state.value.pointer[0] = 1
         state.value.pointer[1] = Float(kk)
         initialLabels = labels
     }
 
     func clusterCount(_ z: Tensor) throws -> Int {
-        if let given = context.clusters { return given }
-        if k > 0 { return k }
-        let est = try EstimateClusterCount.silhouette(PointShard(values: z.scalars, count: z.rows, dim: z.cols),
-                                                      range: 2...max(2, context.maxClusters), seed: context.seed, comm: comm)
-        estimatedK = est
-        return est.best
+        let chosen = try EstimateClusterCount.resolve(given: context.clusters ?? (k > 0 ? k : nil),
+                                                      points: PointShard(values: z.scalars, count: z.rows, dim: z.cols),
+                                                      maxClusters: context.maxClusters, seed: context.seed, comm: comm)
+        if let est = chosen.estimate { estimatedK = est }
+        return chosen.k
     }
 
     public func checkpointShards() -> [String: Checkpoint.Shard] {
         let d = embeddingDim
+        // The initial clustering (−1 before the centres exist) goes with the cell, so a resumed run
+        // reports the same "initial clustering" scores (as scDEFR).
+        let initial = initialLabels.isEmpty ? [Float](repeating: -1, count: cellIds.count) : initialLabels.map(Float.init)
         return ["fusion_a": .init(ids: cellIds, width: 3 * d, values: fusionA.state),
                 "fusion_b": .init(ids: cellIds, width: 3 * d, values: fusionB.state),
-                "am_dropped": .init(ids: cellIds, width: dropWidth, values: dropped)]
+                "am_dropped": .init(ids: cellIds, width: dropWidth, values: dropped),
+                "initial_labels": .init(ids: cellIds, width: 1, values: initial)]
     }
 
     public func restore(from checkpoint: URL, meta: CheckpointMeta) throws {
@@ -470,6 +466,8 @@ public final class SCSiameseClu: Model {
         fusionA.restore(state: a.values, steps: meta.globalStep)
         fusionB.restore(state: b.values, steps: meta.globalStep)
         dropped = m.values
+        let initial = try Checkpoint.readShard(checkpoint, "initial_labels", ranksWritten: meta.ranks, wanted: cellIds).values
+        initialLabels = initial.contains(where: { $0 < 0 }) ? [] : initial.map { Int32($0) }
         amOperator = nil
         try ensureAm()
         cachedEmbedding = nil
@@ -507,6 +505,7 @@ public final class SCSiameseClu: Model {
     public var report: [(String, ReportValue)] {
         var r: [(String, ReportValue)] = [("clusters", .integer(k)), ("ppr_iterations", .integer(pprSteps))]
         if let e = estimatedK { r.append(("estimated_clusters", .integer(e.best))) }
+        else if context.clusters == nil && centresReady { r.append(("estimated_clusters", .integer(k))) }
         if let s = lastSinkhorn { r += [("sinkhorn_iterations", .integer(s.iterations)), ("sinkhorn_marginal_error", .number(s.error))] }
         return r
     }
