@@ -158,6 +158,9 @@ final class SCSiameseCluTests: XCTestCase {
         XCTAssertLessThan(hist[6], hist[4], "graph AE stage: loss falls")
         XCTAssertLessThan(hist[9], hist[7], "joint stage: loss falls")
         XCTAssertTrue(model.amReady && model.centresReady)
+        // The fusion weights step only from the joint stage on (epochs 7…13 of 14, one step each).
+        XCTAssertEqual(model.fusionA.steps, 14 - h.aePretrainEpochs - h.gaePretrainEpochs)
+        XCTAssertEqual(model.fusionA.steps, model.fusionSteps(afterGlobalStep: 14))
         // Am: per cell, the union graph's edges minus round(0.1·degree), never the cell itself.
         let am = try XCTUnwrap(model.amOperator), u = model.union
         for i in 0..<am.rows {
@@ -197,6 +200,7 @@ final class SCSiameseCluTests: XCTestCase {
         XCTAssertFalse(model.initialLabels.isEmpty)
         XCTAssertEqual(copy.initialLabels, model.initialLabels, "the initial clustering comes back with the cells")
         XCTAssertEqual(copy.fusionA.state, model.fusionA.state); XCTAssertEqual(copy.fusionB.state, model.fusionB.state)
+        XCTAssertEqual(copy.fusionA.steps, model.fusionA.steps)
         XCTAssertEqual(try copy.embedding(comm: solo).scalars, z.scalars)
     }
 }

@@ -335,9 +335,19 @@ public final class SCSiameseClu: Model {
     }
 
     public func stepDidEnd(learningRate: Float, trainer: Trainer) throws {
-        fusionA.step(lr: learningRate)
-        fusionB.step(lr: learningRate)
+        // The fusion weights take part from the joint stage on; an Adam step in the AE stages (no
+        // gradient) would only advance their step count and weaken the bias correction when they start.
+        if stage(atEpoch: trainer.epoch) == .joint || stage(atEpoch: trainer.epoch) == .train {
+            fusionA.step(lr: learningRate)
+            fusionB.step(lr: learningRate)
+        }
         cachedEmbedding = nil
+    }
+
+    /// Adam steps the fusion weights have taken after `globalStep` steps: full-graph steps, one per
+    /// epoch, counted from the joint stage.
+    func fusionSteps(afterGlobalStep globalStep: Int) -> Int {
+        max(0, globalStep - (hyperparameters.aePretrainEpochs + hyperparameters.gaePretrainEpochs))
     }
 
     /// Collective. When training starts: Am from the pretrained graph AE, then the centres.
@@ -463,8 +473,8 @@ public final class SCSiameseClu: Model {
         let a = try Checkpoint.readShard(checkpoint, "fusion_a", ranksWritten: meta.ranks, wanted: cellIds)
         let b = try Checkpoint.readShard(checkpoint, "fusion_b", ranksWritten: meta.ranks, wanted: cellIds)
         let m = try Checkpoint.readShard(checkpoint, "am_dropped", ranksWritten: meta.ranks, wanted: cellIds)
-        fusionA.restore(state: a.values, steps: meta.globalStep)
-        fusionB.restore(state: b.values, steps: meta.globalStep)
+        fusionA.restore(state: a.values, steps: fusionSteps(afterGlobalStep: meta.globalStep))
+        fusionB.restore(state: b.values, steps: fusionSteps(afterGlobalStep: meta.globalStep))
         dropped = m.values
         let initial = try Checkpoint.readShard(checkpoint, "initial_labels", ranksWritten: meta.ranks, wanted: cellIds).values
         initialLabels = initial.contains(where: { $0 < 0 }) ? [] : initial.map { Int32($0) }
