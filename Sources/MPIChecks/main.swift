@@ -472,6 +472,7 @@ for accumulation in [1, 2] { run("CELLULAR on N ranks = one rank (accumulation \
     expect(abs(vm - vs) <= 1e-5 * abs(vs), "CELLULAR validation loss \(vm) vs one rank \(vs)")
 } }
 run("distributed graph layers = single rank") { try graphLayerChecks(comm: comm, expect: { expect($0, $1) }) }
+run("scname sampled neighbourhood loss = single rank") { try scnameSampledLossChecks(comm: comm, expect: { expect($0, $1) }) }
 
 // Global verdict: every rank's counts summed.
 let totals = comm.orAbort { try comm.allreduce(value: Int64(passed), op: .sum) }

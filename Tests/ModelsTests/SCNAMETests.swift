@@ -265,6 +265,78 @@ final class SCNAMELossTests: XCTestCase {
     }
 }
 
+extension SCNAMELossTests {
+    /// The sampled form: finite differences, and the value against its formula in Double —
+    /// num over the given positives, den = num + N/M · (Σ over the draws − the draws of positives).
+    func testSampledNeighbourContrastiveGradientAndValue() throws {
+        let d = 4, n = 40, b = 3, k = 4, m = 30
+        let bank = unitRows(n, d, seed: 14)
+        var rng = RandomStream(seed: 16, purpose: .custom("ncl"))
+        let zt = Tensor.uniform(rows: b, cols: d, -1, 1, rng: &rng)
+        var pos = [Int64](repeating: -1, count: b * k)
+        for i in 0..<b { for e in 0..<k where !(i == 1 && e == 3) { pos[i * k + e] = Int64((i * 7 + e * 5) % n) } }
+        var neg = (0..<m).map { _ in Int64(rng.int(below: n)) }
+        neg[0] = pos[0]; neg[1] = pos[0]   // a positive drawn twice
+        let row: (Int64) -> Int? = { Int($0) }
+        let report = GradCheck.check([zt], h: 1e-2) { t, v in
+            try! t.sampledNeighbourContrastiveLoss(t.l2NormalizeRows(v[0]), bank: bank, positives: pos, k: k, negatives: neg,
+                                                   bankTotal: n, localRow: row, temperature: 0.7, comm: self.comm)
+        }
+        XCTAssertTrue(report.passed, "\(report)")
+        let t = Tape()
+        let v = t.value(try t.sampledNeighbourContrastiveLoss(t.l2NormalizeRows(t.constant(zt)), bank: bank, positives: pos, k: k,
+                                                              negatives: neg, bankTotal: n, localRow: row, temperature: 0.7,
+                                                              comm: comm)).scalar
+        var ref = 0.0
+        for i in 0..<b {
+            let nz = (0..<d).reduce(0.0) { $0 + Double(zt[i, $1] * zt[i, $1]) }.squareRoot()
+            func e(_ j: Int) -> Double { exp(((0..<d).reduce(0.0) { $0 + Double(zt[i, $1]) / nz * Double(bank[j, $1]) } - 1) / 0.7) }
+            let p = Set((0..<k).compactMap { pos[i * k + $0] >= 0 ? Int(pos[i * k + $0]) : nil })
+            let num = p.reduce(0.0) { $0 + e($1) }
+            let den = num + Double(n) / Double(m) * neg.filter { !p.contains(Int($0)) }.reduce(0.0) { $0 + e(Int($1)) }
+            ref -= log(num / den)
+        }
+        XCTAssertEqual(Double(v), ref / Double(b), accuracy: 1e-5 * max(1, abs(ref / Double(b))))
+    }
+
+    /// With every bank row drawn exactly once (M = N) and the exact top-k as positives, the sampled
+    /// estimate is the exact denominator, so both forms give the same loss and gradient (float rounding
+    /// of a sum of N terms in a different order: a few ulps of the loss).
+    func testSampledEqualsExactWhenEveryRowIsDrawnOnce() throws {
+        let d = 5, n = 30, b = 4, k = 3
+        let bank = unitRows(n, d, seed: 21), clean = unitRows(b, d, seed: 22)
+        var rng = RandomStream(seed: 23, purpose: .custom("ncl"))
+        let zt = Tensor.uniform(rows: b, cols: d, -1, 1, rng: &rng)
+        var pos = [Int64](repeating: -1, count: b * k)
+        for i in 0..<b {
+            let c = (0..<n).map { j in (0..<d).reduce(Float(0)) { $0 + clean[i, $1] * bank[j, $1] } }
+            for (e, j) in (0..<n).sorted(by: { c[$0] > c[$1] }).prefix(k).enumerated() { pos[i * k + e] = Int64(j) }
+        }
+        let all = (0..<n).map(Int64.init)
+        func run(_ sampled: Bool) -> (Float, [Float]) {
+            let t = Tape()
+            let x = t.variable(zt.copy())
+            let l = sampled
+                ? try! t.sampledNeighbourContrastiveLoss(t.l2NormalizeRows(x), bank: bank, positives: pos, k: k, negatives: all,
+                                                        bankTotal: n, localRow: { Int($0) }, temperature: 0.5, comm: comm)
+                : try! t.neighbourContrastiveLoss(t.l2NormalizeRows(x), clean: clean, bank: bank, bankIds: all, k: k,
+                                                 temperature: 0.5, comm: comm)
+            try! t.backward(l)
+            return (t.value(l).scalar, t.grad(x)!.scalars)
+        }
+        let (le, ge) = run(false), (ls, gs) = run(true)
+        // Budget: the exact form sums N terms in Float (relative error ≤ N·u in den and Gden); each of
+        // Gden/den and Gnum/num is a weighted mean of unit-row components (|·| ≤ 1) over T, and the
+        // gradient of the normalisation multiplies by ≤ 1/‖z̃‖ (the rows here have ‖z̃‖ ≥ 0.2).
+        let u = Double(Float.ulpOfOne) / 2, nu = Double(n) * u
+        XCTAssertEqual(Double(ls), Double(le), accuracy: 2 * nu + 4 * u * abs(Double(le)))
+        let norms = (0..<b).map { i in (0..<d).reduce(0.0) { $0 + Double(zt[i, $1] * zt[i, $1]) }.squareRoot() }
+        XCTAssertGreaterThanOrEqual(norms.min()!, 0.2)
+        let gradBound = 4 * nu / 0.5 / norms.min()! / Double(b) + 8 * u * Double(ge.map(abs).max()!)
+        for (a, c) in zip(gs, ge) { XCTAssertEqual(Double(a), Double(c), accuracy: gradBound) }
+    }
+}
+
 final class SCNAMECorruptionTests: XCTestCase {
     /// A batch whose every entry is distinct, so x ≠ x̃ exactly when a different row was drawn.
     func batch(_ b: Int, _ g: Int) -> ([Int64], Tensor) {

@@ -25,7 +25,12 @@
 // - BCE is computed from logits (exact; Keras clips probabilities at 1e-7).
 // - Size factors are library sizes over the selected genes / their median (the reference uses the
 //   library size before gene selection).
-// - The neighbourhood loss is computed exactly against the bank sharded over ranks (never replicated).
+// - The neighbourhood loss is computed exactly against the bank sharded over ranks (never replicated)
+//   up to `exact_bank_limit` cells. Beyond, an exact denominator costs O(N) per cell and O(N²) per
+//   epoch, so `bank_loss: sampled` takes the denominator from `bank_negatives` bank rows sampled per
+//   step (plus the positives exactly) and the positives from the bank's kNN graph (the cell itself and
+//   its k − 1 nearest bank rows by cosine), rebuilt by the approximate IVF search at the start of every
+//   fine-tuning epoch: O(N·(M + k)) per epoch plus one kNN build.
 // - Convergence labels come from the bank at the end of every `updateEpoch`-th fine-tune epoch
 //   (the reference recomputes them after every step, but only compares every update_epoch epochs).
 // - Schedule: the reference trains 500 + 1000 epochs at batch 128, lr 1e-4; the defaults here are
@@ -80,6 +85,13 @@ public final class SCNAME: Model {
     /// Bank of raw clean embeddings (one row per local cell) and its unit-row copy.
     public let bank: MemoryBank
     var bankUnit: Tensor
+    /// Sampled mode: each local cell's k − 1 bank neighbours (global cell ids, −1 = none) from the kNN
+    /// graph of the bank built at the start of the current fine-tuning epoch (state slot 2 = that epoch + 1).
+    public let sampledBank: Bool
+    public private(set) var bankNeighbours: [Int64] = []
+    let totalCells: Int
+    let firstCellId: Int64, cellIdsContiguous: Bool
+    let cellRowOf: [Int64: Int]
     /// Labels at the last convergence check (this rank's cells).
     public private(set) var previousLabels: [Int32]
     public private(set) var lastLabelChange: Double = .nan
@@ -126,12 +138,56 @@ public final class SCNAME: Model {
         maskHead = Linear(s, "mask_head", inputs: last, outputs: g, initializer: .xavierUniform(), rng: &rng)
         let cap = context.clusters ?? context.maxClusters
         centres = s.add("cluster_centres", rows: cap, cols: h.dims.last!, .zeros, rng: &rng)
-        state = s.addBuffer("scname_state", rows: 1, cols: 2, fill: 0)
+        state = s.addBuffer("scname_state", rows: 1, cols: 3, fill: 0)
         state.value.pointer[1] = Float(context.clusters ?? 0)
         let d = h.dims.last!
         bank = try MemoryBank(initial: Tensor(rows: xLog.rows, cols: d), normalize: false, comm: comm)
         bankUnit = Tensor(rows: xLog.rows, cols: d)
         previousLabels = [Int32](repeating: -1, count: xLog.rows)
+        totalCells = input.cells
+        switch h.bankLoss {
+        case .exact: sampledBank = false
+        case .sampled: sampledBank = true
+        case .auto: sampledBank = input.cells > h.exactBankLimit
+        }
+        firstCellId = cellIds.first ?? 0
+        cellIdsContiguous = zip(cellIds, cellIds.dropFirst()).allSatisfy { $1 == $0 + 1 }
+        cellRowOf = cellIdsContiguous ? [:] : Dictionary(uniqueKeysWithValues: cellIds.enumerated().map { ($1, $0) })
+        if sampledBank && h.neighbours >= input.cells {
+            throw CollectiveUsageError("scname: model.neighbours \(h.neighbours) needs more cells than that; there are \(input.cells)")
+        }
+    }
+
+    /// The local row of a global cell id, nil when another rank owns it.
+    @inline(__always) func localRow(_ id: Int64) -> Int? {
+        if cellIdsContiguous {
+            let r = id - firstCellId
+            return r >= 0 && r < Int64(cellIds.count) ? Int(r) : nil
+        }
+        return cellRowOf[id]
+    }
+
+    /// Collective (sampled mode). The bank's kNN graph (cosine on unit rows = Euclidean), k − 1
+    /// neighbours per cell by the approximate IVF search, translated from row positions to global
+    /// cell ids by one request/answer exchange with the rows' owners.
+    func rebuildBankGraph(epoch: Int) throws {
+        let kk = hyperparameters.neighbours - 1
+        state.value.pointer[2] = Float(epoch + 1)
+        guard kk > 0 else { bankNeighbours = []; return }
+        let knn = try ApproximateKNN(seed: context.seed &+ UInt64(epoch)).build(bankUnit, k: kk, comm: comm)
+        let layout = try RowLayout(comm: comm, localCount: cellIds.count)
+        var byOwner = [[Int64]](repeating: [], count: comm.size)
+        var slot = [(Int, Int)](repeating: (0, 0), count: knn.indices.count)
+        for (e, g) in knn.indices.enumerated() where g >= 0 {
+            let (o, l) = layout.owner(ofGlobal: Int(g))
+            slot[e] = (o, byOwner[o].count)
+            byOwner[o].append(Int64(l))
+        }
+        let asked = try comm.alltoallv(byOwner.flatMap { $0 }, sendCounts: byOwner.map(\.count))
+        let answers = try comm.alltoallv(asked.values.map { cellIds[Int($0)] }, sendCounts: asked.counts)
+        var start = [Int](repeating: 0, count: comm.size)
+        for r in 1..<max(comm.size, 1) { start[r] = start[r - 1] + byOwner[r - 1].count }
+        bankNeighbours = knn.indices.enumerated().map { e, g in g >= 0 ? answers.values[start[slot[e].0] + slot[e].1] : -1 }
     }
 
     // MARK: forward pieces
@@ -230,8 +286,14 @@ public final class SCNAME: Model {
         if rows.isEmpty {
             if fine {
                 let zt = tape.variable(Tensor(rows: 0, cols: d))
-                _ = try tape.neighbourContrastiveLoss(zt, clean: Tensor(rows: 0, cols: d), bank: bankUnit, bankIds: cellIds,
-                                                     k: h.neighbours, temperature: h.temperature, comm: comm)
+                if sampledBank {
+                    _ = try tape.sampledNeighbourContrastiveLoss(zt, bank: bankUnit, positives: [], k: h.neighbours,
+                                                                 negatives: sampledNegatives(context), bankTotal: totalCells,
+                                                                 localRow: localRow, temperature: h.temperature, comm: comm)
+                } else {
+                    _ = try tape.neighbourContrastiveLoss(zt, clean: Tensor(rows: 0, cols: d), bank: bankUnit, bankIds: cellIds,
+                                                         k: h.neighbours, temperature: h.temperature, comm: comm)
+                }
             }
             return (tape.constant(Tensor.scalar(0)), [0, 0, 0, 0])
         }
@@ -278,8 +340,21 @@ public final class SCNAME: Model {
         var total = tape.add(lZinb, tape.scale(lMask, h.alpha))
         var terms: [Float] = [tape.value(lZinb).scalar, tape.value(lMask).scalar, 0, 0]
         if fine {
-            let lNcl = try tape.neighbourContrastiveLoss(tape.l2NormalizeRows(zt), clean: unit, bank: bankUnit, bankIds: cellIds,
+            let lNcl: Var
+            if sampledBank {
+                let kk = h.neighbours - 1
+                var pos = [Int64](repeating: -1, count: b * h.neighbours)
+                for (i, r) in rows.enumerated() {
+                    pos[i * h.neighbours] = cellIds[r]
+                    for e in 0..<kk where !bankNeighbours.isEmpty { pos[i * h.neighbours + 1 + e] = bankNeighbours[r * kk + e] }
+                }
+                lNcl = try tape.sampledNeighbourContrastiveLoss(tape.l2NormalizeRows(zt), bank: bankUnit, positives: pos, k: h.neighbours,
+                                                               negatives: sampledNegatives(context), bankTotal: totalCells,
+                                                               localRow: localRow, temperature: h.temperature, comm: comm)
+            } else {
+                lNcl = try tape.neighbourContrastiveLoss(tape.l2NormalizeRows(zt), clean: unit, bank: bankUnit, bankIds: cellIds,
                                                          k: h.neighbours, temperature: h.temperature, comm: comm)
+            }
             total = tape.add(total, tape.scale(lNcl, h.beta))
             terms[2] = tape.value(lNcl).scalar
             if centresReady {
@@ -292,8 +367,17 @@ public final class SCNAME: Model {
     }
 
     public func epochWillBegin(_ epoch: Int, trainer: Trainer) throws {
-        guard phase(atEpoch: epoch) == .fineTune, !centresReady else { return }
-        try initialiseCentres()
+        guard phase(atEpoch: epoch) == .fineTune else { return }
+        if !centresReady { try initialiseCentres() }
+        // A run resumed inside this epoch restored the graph built at its start.
+        if sampledBank && Int(state.value.pointer[2]) != epoch + 1 { try rebuildBankGraph(epoch: epoch) }
+    }
+
+    /// The step's sampled bank rows (global cell ids, uniform with replacement), the same on every
+    /// rank and rank count: a stream keyed by (seed, epoch, step).
+    func sampledNegatives(_ ctx: StepContext) -> [Int64] {
+        var rng = RandomStream(seed: ctx.seed, purpose: .custom("scname-negatives")).split(UInt64(ctx.epoch)).split(UInt64(ctx.step))
+        return (0..<hyperparameters.bankNegatives).map { _ in Int64(rng.int(below: totalCells)) }
     }
 
     /// Collective: K (given or estimated on the bank) and the centres by k-means++ on the bank.
@@ -336,8 +420,22 @@ public final class SCNAME: Model {
     }
 
     public func checkpointShards() -> [String: Checkpoint.Shard] {
-        ["bank": .init(ids: cellIds, width: embeddingDim, values: bank.embeddings.scalars),
-         "labels": .init(ids: cellIds, width: 1, values: previousLabels.map(Float.init))]
+        var shards: [String: Checkpoint.Shard] = [
+            "bank": .init(ids: cellIds, width: embeddingDim, values: bank.embeddings.scalars),
+            "labels": .init(ids: cellIds, width: 1, values: previousLabels.map(Float.init))]
+        if sampledBank {
+            // Neighbour ids as two exact Float halves of id + 1 (20 low bits, the rest high): ids < 2⁴⁴.
+            let kk = hyperparameters.neighbours - 1
+            var v = [Float](repeating: 0, count: cellIds.count * 2 * kk)
+            if bankNeighbours.count == cellIds.count * kk {
+                for (e, id) in bankNeighbours.enumerated() {
+                    let u = id + 1
+                    v[2 * e] = Float(u >> 20); v[2 * e + 1] = Float(u & 0xFFFFF)
+                }
+            }
+            shards["bank_graph"] = .init(ids: cellIds, width: 2 * kk, values: v)
+        }
+        return shards
     }
 
     public func restore(from checkpoint: URL, meta: CheckpointMeta) throws {
@@ -352,6 +450,10 @@ public final class SCNAME: Model {
         }
         let l = try Checkpoint.readShard(checkpoint, "labels", ranksWritten: meta.ranks, wanted: cellIds)
         previousLabels = l.values.map { Int32($0) }
+        if sampledBank && state.value.pointer[2] > 0 && hyperparameters.neighbours > 1 {
+            let g = try Checkpoint.readShard(checkpoint, "bank_graph", ranksWritten: meta.ranks, wanted: cellIds).values
+            bankNeighbours = (0..<(g.count / 2)).map { e in (Int64(g[2 * e]) << 20 | Int64(g[2 * e + 1])) - 1 }
+        }
     }
 
     // MARK: Model

@@ -1,5 +1,16 @@
 import Settings
 
+/// How the neighbourhood loss sees the memory bank.
+public enum BankLoss: String, SettingChoice {
+    /// `exact` up to `exact_bank_limit` cells, `sampled` beyond.
+    case auto
+    /// Every bank row in every step's denominator, positives by an exact scan (the reference; O(N) per cell).
+    case exact
+    /// `bank_negatives` sampled rows in the denominator, positives from the bank's kNN graph rebuilt each
+    /// fine-tuning epoch (O(N log N) per epoch).
+    case sampled
+}
+
 /// scNAME's hyperparameters (MODELS.md §2). Reference values (aster-ww/scNAME) are in each help
 /// line; the defaults differ only in the schedule (configs/scname-reference.yaml restores it).
 public struct SCNAMEHyperparameters: ModelHyperparameters, Equatable {
@@ -31,6 +42,12 @@ public struct SCNAMEHyperparameters: ModelHyperparameters, Equatable {
     public var sharedEncoder = true
     @Setting("Learning rate during fine-tuning, as a multiple of trainer.lr (reference 1: the same).", min: 0)
     public var finetuneLrScale: Float = 1
+    @Setting("Neighbourhood loss against the bank: auto (exact up to exact_bank_limit cells), exact (reference), sampled.")
+    public var bankLoss = BankLoss.auto
+    @Setting("Largest bank that `auto` scans exactly on every step.", min: 1)
+    public var exactBankLimit = 50_000
+    @Setting("Bank rows sampled per step for the denominator in `sampled` mode.", min: 1)
+    public var bankNegatives = 4096
     public init() {}
 
     public func validate() throws {

@@ -241,3 +241,100 @@ extension Tape {
         }
     }
 }
+
+extension Tape {
+    /// Collective. The neighbourhood loss with a sampled denominator, for banks too large to scan on
+    /// every step (issue "atlas scale"; the negatives of MoCo's queue, the positives of scNAME):
+    /// L_i = −log( num_i / (num_i + N/M · Σ_{j∈S, j∉P(i)} e_ij) ),  num_i = Σ_{p∈P(i)} e_ip,
+    /// e_ij = exp((z̃_i·b_j − 1)/T), with P(i) the k positives given by global cell id (the cell itself
+    /// and its k − 1 bank neighbours from the bank's kNN graph) and S the `negatives` (global cell ids
+    /// of a uniform sample with replacement of the N bank rows, the same list on every rank). The
+    /// denominator is the exact positives plus an unbiased estimate of the other rows' sum (draws that
+    /// hit a positive are taken out again), so its expectation is the exact denominator and it never
+    /// falls below the numerator; with every row drawn once it is exact. Cost per step
+    /// O(B_total · (M + k) · d) instead of O(B_total · N · d).
+    ///
+    /// `positives`: this rank's batch rows × k global cell ids (−1 = none). Each rank scores the
+    /// gathered batch against the sampled and positive rows it owns (`localRow` maps a global cell id
+    /// to its row in `bank`, nil when another rank owns it); one allreduce of B_total × (2 + 2d)
+    /// doubles completes both sums and the gradient (1/T)(Gden/den − Gnum/num), as the exact form.
+    public func sampledNeighbourContrastiveLoss(_ zTilde: Var, bank: Tensor, positives: [Int64], k: Int,
+                                                negatives: [Int64], bankTotal: Int, localRow: (Int64) -> Int?,
+                                                temperature: Float, comm: Communicator) throws -> Var {
+        let zt = value(zTilde)
+        let d = bank.cols
+        precondition(zt.cols == d && positives.count == zt.rows * k)
+        let bLocal = zt.rows
+        let (ztAll, ztCounts) = try comm.allgatherv(zt.scalars)
+        let (posAll, _) = try comm.allgatherv(positives)
+        let bTot = ztAll.count / d
+        var myOffset = 0
+        for r in 0..<comm.rank { myOffset += ztCounts[r] / d }
+        let invT = 1 / temperature
+        let scale = Double(bankTotal) / Double(max(negatives.count, 1))
+        // How often each row was drawn, to take draws of a query's own positives out of its estimate.
+        var draws: [Int64: Int] = [:]
+        for id in negatives { draws[id, default: 0] += 1 }
+        let width = 2 + 2 * d
+        var acc = [Double](repeating: 0, count: bTot * width)
+        // The sampled rows this rank owns (a row drawn twice counts twice), as one matrix.
+        let mine = negatives.compactMap(localRow)
+        if bTot > 0 && !mine.isEmpty {
+            let m = mine.count
+            let rows = alloc(m, d)
+            for (e, r) in mine.enumerated() { for t in 0..<d { rows.pointer[e * d + t] = bank.pointer[r * d + t] } }
+            let s = alloc(bTot, m)
+            ztAll.withUnsafeBufferPointer { ztp in
+                Linalg.sgemm(transA: false, transB: true, m: bTot, n: m, k: d, alpha: 1, a: ztp.baseAddress!, lda: d,
+                             b: rows.pointer, ldb: d, beta: 0, c: s.pointer, ldc: m)
+            }
+            for q in 0..<bTot {
+                let srow = s.pointer + q * m
+                var den = 0.0
+                for j in 0..<m { let e = Foundation.exp((srow[j] - 1) * invT); srow[j] = e; den += Double(e) }
+                acc[q * width] += scale * den
+            }
+            let gden = zeros(bTot, d)
+            Linalg.sgemm(transA: false, transB: false, m: bTot, n: d, k: m, alpha: 1, a: s.pointer, lda: m,
+                         b: rows.pointer, ldb: d, beta: 0, c: gden.pointer, ldc: d)
+            for q in 0..<bTot { for t in 0..<d { acc[q * width + 2 + t] += scale * Double(gden.pointer[q * d + t]) } }
+        }
+        // Positives this rank owns: into the numerator and, exactly, into the denominator.
+        ztAll.withUnsafeBufferPointer { ztp in
+            for q in 0..<bTot {
+                for e in 0..<k {
+                    let id = posAll[q * k + e]
+                    guard id >= 0, let r = localRow(id) else { continue }
+                    let bp = bank.pointer + r * d
+                    var dot: Float = 0
+                    for t in 0..<d { dot += ztp[q * d + t] * bp[t] }
+                    let ev = Double(Foundation.exp((dot - 1) * invT))
+                    let inDen = ev * (1 - scale * Double(draws[id] ?? 0))
+                    acc[q * width] += inDen
+                    acc[q * width + 1] += ev
+                    for t in 0..<d { acc[q * width + 2 + t] += inDen * Double(bp[t]); acc[q * width + 2 + d + t] += ev * Double(bp[t]) }
+                }
+            }
+        }
+        try comm.allreduce(&acc, op: .sum)
+        let grad = alloc(max(bLocal, 1), d)
+        var total = 0.0
+        for i in 0..<bLocal {
+            let q = myOffset + i
+            let den = max(acc[q * width], 1e-300), num = max(acc[q * width + 1], 1e-300)
+            total += Foundation.log(den) - Foundation.log(num)
+            for t in 0..<d {
+                grad.pointer[i * d + t] = Float(Double(invT) * (acc[q * width + 2 + t] / den - acc[q * width + 2 + d + t] / num))
+            }
+        }
+        let out = alloc(1, 1)
+        out.pointer[0] = Float(total / Double(max(bLocal, 1)))
+        let invB = 1 / Float(max(bLocal, 1))
+        return push(out, requiresGrad: requiresGrad(zTilde) && bLocal > 0) { t, go in
+            guard let (gz, beta) = t.gradTarget(zTilde) else { return }
+            let s = go.pointer[0] * invB
+            let dst = gz.pointer, src = grad.pointer
+            if beta == 0 { for e in 0..<gz.count { dst[e] = s * src[e] } } else { for e in 0..<gz.count { dst[e] += s * src[e] } }
+        }
+    }
+}
