@@ -432,7 +432,7 @@ final class SCNAMETrainingTests: XCTestCase {
         cfg.batchSize = 64; cfg.lr = 1e-3
         let plan = TrainingPlan(epochs: model.totalEpochs, seed: 0, learningRateChange: model.learningRateChange)
         let trainer = try Trainer(task: model, config: cfg, plan: plan, cellIds: data.cellIds, idSpace: data.cells, comm: comm)
-        let firstFineStep = h.pretrainEpochs * trainer.stepsPerEpoch
+        let firstFineStep = model.pretrainEpochs * trainer.stepsPerEpoch
         XCTAssertEqual(trainer.learningRate(at: firstFineStep - 1), 1e-3)
         XCTAssertEqual(trainer.learningRate(at: firstFineStep), 5e-4)
         XCTAssertEqual(try trainer.run(), TrainingOutcome.completed)
@@ -442,7 +442,7 @@ final class SCNAMETrainingTests: XCTestCase {
         let ari = ClusterMetrics.adjustedRandIndex(truth, pred)
         let first = trainer.lossHistory.prefix(5).reduce(0, +) / 5
         let spe = trainer.stepsPerEpoch
-        let lastPre = trainer.lossHistory[(h.pretrainEpochs - 1) * spe..<(h.pretrainEpochs * spe)].reduce(0, +) / Double(spe)
+        let lastPre = trainer.lossHistory[(model.pretrainEpochs - 1) * spe..<(model.pretrainEpochs * spe)].reduce(0, +) / Double(spe)
         print("baron_mouse[0..<\(n)]: untrained k-means ARI \(ari0), scNAME ARI \(ari); pretrain loss \(first) → \(lastPre)")
         XCTAssertLessThan(lastPre, first, "pretraining loss must decrease")
         XCTAssertGreaterThan(ari, ari0 + 0.03, "trained scNAME must beat k-means on the untrained embedding")

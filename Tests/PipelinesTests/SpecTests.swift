@@ -39,6 +39,9 @@ final class SpecTests: XCTestCase {
           tolerance: 0.01
           shared_encoder: false
           finetune_lr_scale: 0.5
+          bank_loss: sampled
+          exact_bank_limit: 1000
+          bank_negatives: 256
         trainer:
           batch_size: 64
           lr: 0.0005
@@ -76,7 +79,8 @@ final class SpecTests: XCTestCase {
                        "--flavor", "cell_ranger", "--model", "scname", "--mask-probability", "0.25", "--neighbours", "7",
                        "--temperature", "0.5", "--dims", "128,32,16", "--alpha", "0.5", "--beta", "0.2", "--gamma", "0.3",
                        "--ridge", "0.5", "--pretrain-epochs", "3", "--epochs", "4", "--update-epoch", "2", "--tolerance", "0.01",
-                       "--no-shared-encoder", "--finetune-lr-scale", "0.5", "--batch-size", "64", "--lr", "0.0005",
+                       "--no-shared-encoder", "--finetune-lr-scale", "0.5", "--bank-loss", "sampled",
+                       "--exact-bank-limit", "1000", "--bank-negatives", "256", "--batch-size", "64", "--lr", "0.0005",
                        "--schedule", "cosine", "--warmup-steps", "10", "--optimizer", "sgd", "--weight-decay", "0.01",
                        "--momentum", "0.5", "--clip-norm", "1.5", "--accumulation", "2", "--reduction", "bucketed",
                        "--bucket-mib", "2", "--max-steps", "100", "--checkpoint-dir", "ck", "--checkpoint-every", "2",

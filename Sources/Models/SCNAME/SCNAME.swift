@@ -57,12 +57,14 @@ public final class SCNAME: Model {
     public let context: ModelContext
     public let store = ParameterStore()
     public var lossTermNames: [String] { ["zinb", "mask", "ncl", "kmeans"] }
-    public var totalEpochs: Int { hyperparameters.pretrainEpochs + hyperparameters.epochs }
+    /// Epochs of each phase: as set, or by data size (`Hyperparameters.defaultEpochs`).
+    public let pretrainEpochs: Int, fineTuneEpochs: Int
+    public var totalEpochs: Int { pretrainEpochs + fineTuneEpochs }
     public var embeddingDim: Int { hyperparameters.dims.last! }
     public var learningRateChange: (epoch: Int, factor: Float)? {
-        hyperparameters.finetuneLrScale == 1 ? nil : (hyperparameters.pretrainEpochs, hyperparameters.finetuneLrScale)
+        hyperparameters.finetuneLrScale == 1 ? nil : (pretrainEpochs, hyperparameters.finetuneLrScale)
     }
-    public func phase(atEpoch epoch: Int) -> TrainingPhase { epoch < hyperparameters.pretrainEpochs ? .pretrain : .fineTune }
+    public func phase(atEpoch epoch: Int) -> TrainingPhase { epoch < pretrainEpochs ? .pretrain : .fineTune }
 
     let comm: Communicator
     let genes: Int
@@ -107,6 +109,9 @@ public final class SCNAME: Model {
         hyperparameters = h
         self.context = context
         self.comm = comm
+        pretrainEpochs = h.pretrainEpochs ?? SCNAMEHyperparameters.defaultEpochs(cells: input.cells)
+        fineTuneEpochs = h.epochs ?? SCNAMEHyperparameters.defaultEpochs(cells: input.cells)
+        guard pretrainEpochs + fineTuneEpochs >= 1 else { throw CollectiveUsageError("scname: pretrain_epochs + epochs must be ≥ 1") }
         genes = input.genes
         xLog = input.x; counts = input.counts; sizeFactors = input.sizeFactors; cellIds = input.cellIds
         let g = genes
@@ -401,7 +406,7 @@ public final class SCNAME: Model {
     public func epochDidEnd(_ epoch: Int, trainer: Trainer) throws {
         let h = hyperparameters
         guard phase(atEpoch: epoch) == .fineTune, centresReady else { return }
-        let fe = epoch - h.pretrainEpochs + 1
+        let fe = epoch - pretrainEpochs + 1
         guard fe % max(h.updateEpoch, 1) == 0 else { return }
         let labels = assign(bank.embeddings)
         var changed = [Int64(zip(labels, previousLabels).filter { $0 != $1 }.count), Int64(labels.count)]

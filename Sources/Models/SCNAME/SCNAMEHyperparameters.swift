@@ -30,10 +30,10 @@ public struct SCNAMEHyperparameters: ModelHyperparameters, Equatable {
     public var gamma: Float = 0.1
     @Setting("Ridge on π in the ZINB loss (reference 1.0).", min: 0)
     public var ridge: Float = 1.0
-    @Setting("Pretraining epochs (reference 500).", min: 0)
-    public var pretrainEpochs = 40
-    @Setting("Maximum fine-tuning epochs (reference 1000).", min: 0)
-    public var epochs = 40
+    @Setting("Pretraining epochs (reference 500; null: by data size, 40 up to 50,000 cells, then a budget of 2,000,000 cells per phase, at least 2).", min: 0)
+    public var pretrainEpochs: Int? = nil
+    @Setting("Maximum fine-tuning epochs (reference 1000; null: as pretrain_epochs).", min: 0)
+    public var epochs: Int? = nil
     @Setting("Fine-tuning epochs between label-change checks (reference 50).", min: 1)
     public var updateEpoch = 5
     @Setting("Stop when fewer than this fraction of labels changed between checks (reference 0.001).", min: 0, max: 1)
@@ -54,6 +54,13 @@ public struct SCNAMEHyperparameters: ModelHyperparameters, Equatable {
         if dims.isEmpty || dims.contains(where: { $0 < 1 }) {
             throw SettingsError(key: "model.dims", "needs one or more positive widths, got [\(dims.map(String.init).joined(separator: ", "))]")
         }
-        if pretrainEpochs + epochs < 1 { throw SettingsError(key: "model.epochs", "pretrain_epochs + epochs must be ≥ 1") }
+        if let p = pretrainEpochs, let e = epochs, p + e < 1 { throw SettingsError(key: "model.epochs", "pretrain_epochs + epochs must be ≥ 1") }
+    }
+
+    /// The default epochs of a phase for `cells` cells: 40 (measured on the shared datasets, 4k–9k cells)
+    /// up to 50,000 cells, then as many as 2,000,000 cell visits allow (the work of 40 epochs at 50,000
+    /// cells: ≈ 7,800 steps of 256), at least 2: 200k cells → 10, 1M → 2.
+    public static func defaultEpochs(cells: Int) -> Int {
+        min(40, max(2, Int((2_000_000.0 / Double(max(cells, 1))).rounded())))
     }
 }
