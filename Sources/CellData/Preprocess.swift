@@ -158,15 +158,15 @@ public enum Preprocess {
         return keep
     }
 
-    /// Median of all cells' library sizes (every rank), as numpy's median of float32 values.
+    /// Median of all cells' library sizes (every rank), as numpy's median of float32 values. Distributed
+    /// selection (`Communicator.median`): no rank holds more than its own cells' sizes.
     public static func medianLibrarySize(_ s: CellShard, comm: Communicator, nonzeroOnly: Bool = false) throws -> Float {
         var lib = librarySizes(s).map { Float($0) }
         if nonzeroOnly { lib = lib.filter { $0 > 0 } }
-        let all = try comm.allgatherv(lib).values
-        guard !all.isEmpty else { return 0 }
         // In Double, then rounded once to Float: this equals numpy's float32 result (the sum of two
         // float32 values of similar magnitude is exact in Double, and halving commutes with rounding).
-        return Float(median(all.map(Double.init)))
+        guard let m = try comm.median(lib) else { return 0 }
+        return Float(m)
     }
 
     /// Size factors of the local cells: library size / median library size over all cells

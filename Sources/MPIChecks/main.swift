@@ -472,6 +472,17 @@ for accumulation in [1, 2] { run("CELLULAR on N ranks = one rank (accumulation \
     expect(abs(vm - vs) <= 1e-5 * abs(vs), "CELLULAR validation loss \(vm) vs one rank \(vs)")
 } }
 run("distributed graph layers = single rank") { try graphLayerChecks(comm: comm, expect: { expect($0, $1) }) }
+// Distributed order statistics: uneven shards (rank 0 empty when P ≥ 3), duplicates across ranks, equal
+// to sorting the gathered values.
+run("distributed median and k-th smallest") {
+    let n = 53
+    let mine: [Float] = (0..<n).filter { $0 % p == r && !(p >= 3 && r == 0) }.map { Float(($0 * 37) % 11) - 4.5 }
+    let all = try comm.allgatherv(mine).values.sorted()
+    for k in [0, 1, all.count / 2, all.count - 1] { expect(try comm.kthSmallest(mine, k) == all[k], "kthSmallest(\(k))") }
+    let m = all.count % 2 == 1 ? Double(all[all.count / 2]) : (Double(all[all.count / 2 - 1]) + Double(all[all.count / 2])) / 2
+    let got = try comm.median(mine)
+    expect(got == m, "median \(String(describing: got)) vs \(m)")
+}
 run("scname sampled neighbourhood loss = single rank") { try scnameSampledLossChecks(comm: comm, expect: { expect($0, $1) }) }
 
 // Global verdict: every rank's counts summed.

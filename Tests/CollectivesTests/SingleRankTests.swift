@@ -72,4 +72,20 @@ final class SingleRankTests: XCTestCase {
             XCTAssertTrue(m.description.hasPrefix("MPI_Isend(to 0) failed: "), m.description)
         }
     }
+
+    /// Order statistics by key bisection equal sorting: negatives, ±0, duplicates, extremes, and
+    /// numpy's median convention for even and odd counts.
+    func testKthSmallestAndMedianEqualSorting() throws {
+        var rng = SystemRandomNumberGenerator()
+        var v: [Float] = [-3.5, -0.0, 0.0, 7, 7, 7, .greatestFiniteMagnitude, -.greatestFiniteMagnitude, 1e-42, -1e-42, .infinity]
+        for _ in 0..<200 { v.append(Float.random(in: -1e6...1e6, using: &rng).rounded() / 8) }
+        let sorted = v.sorted()
+        for k in [0, 1, 2, 3, 5, 100, v.count - 2, v.count - 1] { XCTAssertEqual(try comm.kthSmallest(v, k), sorted[k], "k = \(k)") }
+        XCTAssertThrowsError(try comm.kthSmallest(v, v.count))
+        let odd = Array(v.prefix(101)), s = odd.sorted()
+        XCTAssertEqual(try comm.median(odd), Double(s[50]))
+        let even = Array(v.prefix(100)), e = even.sorted()
+        XCTAssertEqual(try comm.median(even), (Double(e[49]) + Double(e[50])) / 2)
+        XCTAssertNil(try comm.median([]))
+    }
 }
