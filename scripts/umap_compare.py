@@ -16,22 +16,24 @@ import numpy as np
 warnings.filterwarnings("ignore")
 
 
-def preservation(dist, y):
+def per_cell_preservation(dist, y):
+    """Per cell: |graph neighbours ∩ k nearest others in y| / |graph neighbours| (cells without neighbours left out)."""
     from sklearn.neighbors import NearestNeighbors
     dist = dist.tocsr()
-    lens = np.diff(dist.indptr)
-    k = int(lens.max())
-    nn = NearestNeighbors(n_neighbors=k + 1).fit(y)
-    _, idx = nn.kneighbors(y)
-    total, cells = 0.0, 0
+    k = int(np.diff(dist.indptr).max())
+    _, idx = NearestNeighbors(n_neighbors=k + 1).fit(y).kneighbors(y)
+    out = []
     for i in range(dist.shape[0]):
         g = dist.indices[dist.indptr[i]:dist.indptr[i + 1]]
         if len(g) == 0:
             continue
         near = [j for j in idx[i] if j != i][:k]
-        total += len(set(g.tolist()) & set(near)) / len(g)
-        cells += 1
-    return total / cells
+        out.append(len(set(g.tolist()) & set(near)) / len(g))
+    return np.array(out)
+
+
+def preservation(dist, y):
+    return float(per_cell_preservation(dist, y).mean())
 
 
 def main():
