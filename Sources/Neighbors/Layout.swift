@@ -23,6 +23,11 @@
 //     reverse edge, which the symmetric connectivities always hold; so each sampled edge pulls its
 //     head `attractionSteps` times (2: once as head and once as the tail of the reverse edge, as in
 //     umap-learn, where both directions of an edge are sampled in the same epochs).
+//     Measured (scripts/umap_compare.py; numbers in the note of issue 18): on the five shared
+//     datasets the preservation with 1, 4 or 16 colour classes differs by ≤ 0.007 and without a
+//     consistent sign (4 chosen: cheap, one allgather per class); one pull per sampled edge instead of
+//     two raises the score by 0.01–0.02 on all five, but it halves the attraction against the
+//     repulsion (another objective than umap-learn's), so two are kept.
 //   - Negative samples are drawn from a RandomStream keyed by (seed, epoch, global cell id) and
 //     consumed in the cell's edge order, so the layout is a function of the seed and the graph alone:
 //     bit-identical on any rank count (every sum is in a fixed per-cell order).

@@ -8,7 +8,6 @@
 // is uns[K], obsp['K_connectivities'], obsp['K_distances'] (used when a model's own graph already
 // holds the default names).
 import CellData
-import Foundation
 import Collectives
 import Neighbors
 import TensorCore
@@ -73,9 +72,7 @@ struct EmbeddingLayout {
     /// Collective.
     static func compute(_ graph: EmbeddingGraph, embedding z: Tensor, epochs: Int?, seed: UInt64, comm: Communicator) throws -> EmbeddingLayout {
         let t0 = Communicator.time()
-        var umap = UMAPLayout(seed: seed, epochs: epochs)
-        if let v = ProcessInfo.processInfo.environment["SYNC_UMAP_SUB"], let x = Int(v) { umap.subEpochs = x }  // TUNING-ONLY
-        if let v = ProcessInfo.processInfo.environment["SYNC_UMAP_PULL"], let x = Int(v) { umap.attractionSteps = x }  // TUNING-ONLY
+        let umap = UMAPLayout(seed: seed, epochs: epochs)
         let y = try umap.run(graph.connectivities, embedding: z, layout: graph.layout, comm: comm)
         let seconds = Communicator.time() - t0
         let (a, b) = UMAPLayout.fitAB(spread: umap.spread, minDist: umap.minDist)

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Pipelines
 import Collectives
 import Foundation
 import Neighbors
