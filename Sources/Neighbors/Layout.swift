@@ -225,7 +225,8 @@ public struct UMAPLayout: Sendable {
                                 let d0 = y0 - o0, d1 = y1 - o1
                                 let d2 = d0 * d0 + d1 * d1
                                 if d2 > 0 {
-                                    let coeff = -2 * a * b * powf(d2, b - 1) / (a * powf(d2, b) + 1)
+                                    let p = powf(d2, b)  // d2^(b−1) = p / d2: one powf, not two
+                                    let coeff = -2 * a * b * (p / d2) / (a * p + 1)
                                     y0 += clipped(coeff * d0) * alpha; y1 += clipped(coeff * d1) * alpha
                                 }
                             }
