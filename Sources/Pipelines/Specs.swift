@@ -64,13 +64,10 @@ public struct ClusteringSettings: SettingsSection, Equatable {
     public var neighborsMethod = KNNMethod.exact
     @Setting("2-D layout of the kNN graph written to obsm['X_umap'] and uns['umap'] as scanpy's sc.tl.umap does: umap (UMAP's fuzzy-set cross-entropy by SGD with negative sampling, min_dist 0.5, spread 1, as sc.tl.umap) or none. Needs the kNN graph (neighbors).")
     public var layout = LayoutMethod.umap
-    @Setting("Epochs of the UMAP layout (null: umap-learn's default, 500 for ≤ 10 000 cells, else 200).", min: 1)
+    @Setting("Epochs of the UMAP layout (null: umap-learn's default, 500 for ≤ 10 000 cells, else 200; unused with layout none).", min: 1)
     public var layoutEpochs: Int? = nil
     public init() {}
     public func validate() throws {
-        if layoutEpochs != nil && layout == .none {
-            throw SettingsError(key: "clustering.layout_epochs", "applies to layout umap only (layout is none)")
-        }
         if let r = resolution, !(r > 0) {
             throw SettingsError(key: "clustering.resolution", "must be > 0 (got \(r))")
         }
