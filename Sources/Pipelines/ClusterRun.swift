@@ -148,7 +148,7 @@ public enum ClusterRun {
                 req.unsTop.append(("umap", u.uns(seed: spec.seed)))
                 umap = u
             } else if spec.clustering.layout == .umap {
-                log.warning("no kNN graph (clustering.neighbors): no UMAP layout written")
+                log.info("no kNN graph (clustering.neighbors): no UMAP layout written")
             }
             if let l = leiden {
                 req.shard.obs.set("leiden", .categorical(codes: pred, categories: (0..<l.clusters).map(String.init), ordered: false))
