@@ -106,6 +106,15 @@ if args.contains("--leiden") {
     comm.finalize()
     exit(failures == 0 ? 0 : 1)
 }
+// The UMAP layout on N ranks = one rank, bit for bit (--layout; launch/tests.d/46-layout runs it on 3 ranks).
+if args.contains("--layout") {
+    run("distributed UMAP layout = single rank") { try layoutChecks(comm: comm, expect: { expect($0, $1) }) }
+    let totals = comm.orAbort { try comm.allreduce(value: Int64(passed), op: .sum) }
+    let failures = comm.orAbort { try comm.allreduce(value: Int64(failed), op: .sum) }
+    if r == 0 { print("mpi-layout (np=\(p)): \(totals) passed, \(failures) failed") }
+    comm.finalize()
+    exit(failures == 0 ? 0 : 1)
+}
 // scSiameseClu's communicating ops only (launch/tests.d/70-scsiameseclu): N ranks vs one.
 if args.contains("--scsiameseclu") {
     run("scsiameseclu ops = single rank") { try scSiameseCluChecks(comm: comm, expect: { expect($0, $1) }) }

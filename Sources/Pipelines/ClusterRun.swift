@@ -138,6 +138,18 @@ public enum ClusterRun {
                 }
                 req.unsTop.append((names.uns, g.uns(keyAdded: keyAdded, useRep: "X_syncytium", seed: spec.seed)))
             }
+            // The 2-D layout of that graph (obsm['X_umap'], uns['umap'], as sc.tl.umap writes them).
+            var umap: EmbeddingLayout?
+            if let g = graph, spec.clustering.layout == .umap {
+                let u = try EmbeddingLayout.compute(g, embedding: z, epochs: spec.clustering.layoutEpochs, seed: spec.seed, comm: comm)
+                let score = u.preservation.map { String(format: ", neighbourhood preservation %.4f", $0) } ?? ""
+                log.info("UMAP layout in \(String(format: "%.1f", u.seconds)) s\(score)")
+                req.obsm.append((name: "X_umap", values: u.coordinates, width: 2))
+                req.unsTop.append(("umap", u.uns(seed: spec.seed)))
+                umap = u
+            } else if spec.clustering.layout == .umap {
+                log.info("no kNN graph (clustering.neighbors): no UMAP layout written")
+            }
             if let l = leiden {
                 req.shard.obs.set("leiden", .categorical(codes: pred, categories: (0..<l.clusters).map(String.init), ordered: false))
                 req.unsTop.append(("leiden", .dict([("params", .dict([("resolution", .number(l.resolution)),
@@ -149,6 +161,10 @@ public enum ClusterRun {
             metrics += model.report.filter { $0.0 != "clusters" }.map { ($0.0, $0.1.uns) }
             if let s = scores { metrics += [("ari", .number(s.ari)), ("nmi", .number(s.nmi)), ("acc", .number(s.acc))] }
             metrics.append(("cluster_method", .string(method.rawValue)))
+            if let u = umap {
+                metrics.append(("layout_seconds", .number(u.seconds)))
+                if let p = u.preservation { metrics.append(("layout_preservation", .number(p))) }
+            }
             if let l = leiden {
                 metrics += [("leiden_resolution", .number(l.resolution)), ("leiden_modularity", .number(l.modularity)),
                             ("leiden_exact_count", .string(l.exact ? "true" : "false")), ("leiden_trials", .integer(Int64(l.trials)))]

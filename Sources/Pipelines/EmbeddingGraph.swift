@@ -57,3 +57,34 @@ struct SettingsErrorText: Error, CustomStringConvertible {
     let description: String
     init(_ d: String) { description = d }
 }
+
+/// The 2-D UMAP layout of an embedding's kNN graph as scanpy's sc.tl.umap writes it:
+/// obsm['X_umap'] (n × 2, float32) and uns['umap'] = {params: {a, b[, random_state]}}.
+struct EmbeddingLayout {
+    var coordinates: [Float]
+    var a: Double, b: Double
+    var seconds: Double
+    /// Neighbourhood preservation of the graph's k neighbours in the layout (nil above `scoreLimit` cells).
+    var preservation: Double?
+
+    static let scoreLimit = 100_000
+
+    /// Collective.
+    static func compute(_ graph: EmbeddingGraph, embedding z: Tensor, epochs: Int?, seed: UInt64, comm: Communicator) throws -> EmbeddingLayout {
+        let t0 = Communicator.time()
+        let umap = UMAPLayout(seed: seed, epochs: epochs)
+        let y = try umap.run(graph.connectivities, embedding: z, layout: graph.layout, comm: comm)
+        let seconds = Communicator.time() - t0
+        let (a, b) = UMAPLayout.fitAB(spread: umap.spread, minDist: umap.minDist)
+        let score = graph.layout.total <= scoreLimit
+            ? try NeighbourhoodPreservation.score(neighbours: graph.distances, coordinates: y, layout: graph.layout, comm: comm) : nil
+        return EmbeddingLayout(coordinates: y, a: a, b: b, seconds: seconds, preservation: score)
+    }
+
+    /// uns['umap'] as scanpy 1.11 writes it (random_state only when it is not 0).
+    func uns(seed: UInt64) -> UnsValue {
+        var params: [(String, UnsValue)] = [("a", .number(a)), ("b", .number(b))]
+        if seed != 0 { params.append(("random_state", .integer(Int64(bitPattern: seed)))) }
+        return .dict([("params", .dict(params))])
+    }
+}

@@ -62,6 +62,10 @@ public struct ClusteringSettings: SettingsSection, Equatable {
     public var neighbors: Int? = 14
     @Setting("How that kNN graph is searched: exact (GEMM blocks in a ring of ranks) or approximate (distributed IVF).")
     public var neighborsMethod = KNNMethod.exact
+    @Setting("2-D layout of the kNN graph written to obsm['X_umap'] and uns['umap'] as scanpy's sc.tl.umap does: umap (UMAP's fuzzy-set cross-entropy by SGD with negative sampling, min_dist 0.5, spread 1, as sc.tl.umap) or none. Needs the kNN graph (neighbors).")
+    public var layout = LayoutMethod.umap
+    @Setting("Epochs of the UMAP layout (null: umap-learn's default, 500 for ≤ 10 000 cells, else 200; unused with layout none).", min: 1)
+    public var layoutEpochs: Int? = nil
     public init() {}
     public func validate() throws {
         if let r = resolution, !(r > 0) {
@@ -78,6 +82,9 @@ public struct ClusteringSettings: SettingsSection, Equatable {
 
 /// How `cluster` makes its final clustering.
 public enum ClusterMethod: String, SettingChoice { case model, kmeans, leiden }
+
+/// The 2-D layout `cluster` writes.
+public enum LayoutMethod: String, SettingChoice { case umap, none }
 
 /// `output:` of runs that write an .h5ad.
 public struct OutputSettings: SettingsSection, Equatable {

@@ -8,7 +8,7 @@ public struct Bench: ParsableCommand {
     public init() {}
     public static let configuration = CommandConfiguration(
         abstract: "Benchmarks, each next to a baseline measured in the same run.",
-        subcommands: [BenchAllreduce.self, BenchIO.self, BenchKNN.self, BenchDataParallel.self, BenchGemm.self, BenchStep.self, BenchSparse.self, BenchModel.self])
+        subcommands: [BenchAllreduce.self, BenchIO.self, BenchKNN.self, BenchDataParallel.self, BenchGemm.self, BenchStep.self, BenchSparse.self, BenchModel.self, BenchLayout.self])
 }
 
 struct BenchAllreduce: ParsableCommand {

@@ -69,6 +69,8 @@ final class SpecTests: XCTestCase {
           resolution: 0.8
           neighbors: 10
           neighbors_method: approximate
+          layout: none
+          layout_epochs: 50
         output:
           path: out.h5ad
           overwrite_input: true
@@ -86,7 +88,7 @@ final class SpecTests: XCTestCase {
                        "--bucket-mib", "2", "--max-steps", "100", "--checkpoint-dir", "ck", "--checkpoint-every", "2",
                        "--keep-checkpoints", "3", "--resume", "auto", "--metrics", "m.jsonl", "--clusters", "9",
                        "--max-clusters", "12", "--ensemble", "2", "--restarts", "5", "--cluster-method", "leiden", "--resolution", "0.8",
-                       "--neighbors", "10", "--neighbors-method", "approximate", "--output", "out.h5ad", "--overwrite-input"]
+                       "--neighbors", "10", "--neighbors-method", "approximate", "--layout", "none", "--layout-epochs", "50", "--output", "out.h5ad", "--overwrite-input"]
 
     func resolve(_ yaml: String? = nil, _ words: [String] = []) throws -> ClusterSpec {
         try SettingsResolver.resolve(ClusterSpec.self, yaml: yaml, file: "run.yaml", words: words, positionals: ["data.input"])

@@ -1,0 +1,66 @@
+import ArgumentParser
+import Pipelines
+import Collectives
+import Foundation
+import Neighbors
+import TensorCore
+
+struct BenchLayout: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "layout",
+        abstract: "The UMAP layout stage alone on the approximate kNN graph of a clustered embedding.",
+        discussion: """
+            Generates N × D clustered embeddings (each rank its own rows), builds the approximate \
+            kNN graph (distributed IVF) and its UMAP connectivities (timed apart), then times the \
+            2-D layout (PCA init + SGD epochs). With --epochs below umap-learn's default (200 above \
+            10 000 cells), the full layout's time is extrapolated linearly from the seconds per epoch \
+            (the work per epoch is the same in every epoch; only the learning rate changes).
+            """)
+
+    @Option(help: "Number of cells.") var cells = 1_000_000
+    @Option(help: "Embedding width.") var dim = 16
+    @Option(help: "Neighbours per cell (other cells; scanpy n_neighbors − 1).") var k = 14
+    @Option(help: "Clusters in the synthetic embedding.") var clusters = 30
+    @Option(help: "Layout epochs run (null: umap-learn's default).") var epochs: Int?
+    @Option(help: "Seed.") var seed: UInt64 = 1
+    @Flag(help: "Print JSON.") var json = false
+
+    struct Output: Codable {
+        var benchmark = "layout"
+        var ranks: Int; var cells: Int; var dim: Int; var k: Int; var edges: Int
+        var graphSeconds: Double
+        var epochsRun: Int; var defaultEpochs: Int
+        var layoutSeconds: Double
+        var layoutSecondsAtDefaultEpochs: Double
+        var peakRSSMiB: Double
+    }
+
+    func run() throws {
+        let comm = Communicator.world
+        comm.orAbort {
+            let layout = RowLayout.even(total: cells, size: comm.size)
+            let (x, _) = SyntheticEmbeddings.rows(layout.range(of: comm.rank), dim: dim, clusters: clusters, seed: seed)
+            try comm.barrier()
+            var t0 = Communicator.time()
+            let knn = try ApproximateKNN(seed: seed).build(x, k: k, comm: comm)
+            let graph = try Connectivities.umap(knn, layout: layout, comm: comm)
+            let graphSeconds = try comm.allreduce(value: Communicator.time() - t0, op: .max)
+            let edges = try comm.allreduce(value: Int64(graph.nnz), op: .sum)
+            let full = UMAPLayout.defaultEpochs(cells: cells)
+            let run = epochs ?? full
+            try comm.barrier()
+            t0 = Communicator.time()
+            let y = try UMAPLayout(seed: seed, epochs: run).run(graph, embedding: x, layout: layout, comm: comm)
+            let seconds = try comm.allreduce(value: Communicator.time() - t0, op: .max)
+            precondition(y.allSatisfy(\.isFinite))
+            let rss = try comm.allreduce(value: Double(processMemory().peak) / 1_048_576, op: .max)
+            guard comm.rank == 0 else { return }
+            let out = Output(ranks: comm.size, cells: cells, dim: dim, k: k, edges: Int(edges), graphSeconds: graphSeconds,
+                             epochsRun: run, defaultEpochs: full, layoutSeconds: seconds,
+                             layoutSecondsAtDefaultEpochs: seconds * Double(full) / Double(run), peakRSSMiB: rss)
+            if json { print(try jsonString(out)); return }
+            print("layout: \(cells) cells × \(dim) on \(comm.size) rank(s), \(edges) edges; graph \(String(format: "%.1f", graphSeconds)) s;"
+                  + " layout \(run) epochs \(String(format: "%.1f", seconds)) s (→ \(String(format: "%.1f", out.layoutSecondsAtDefaultEpochs)) s at \(full) epochs); peak RSS \(Int(rss)) MiB")
+        }
+    }
+}
