@@ -102,6 +102,9 @@ public struct SourceInfo: Sendable, Codable, Equatable {
     /// Element type as stored, e.g. "float32".
     public var dtype: String
     public var nnz: Int64
+    public init(file: String, format: String, matrixPath: String, layout: String, dtype: String, nnz: Int64) {
+        self.file = file; self.format = format; self.matrixPath = matrixPath; self.layout = layout; self.dtype = dtype; self.nnz = nnz
+    }
 }
 
 /// This rank's rows of a cells × genes matrix in CSR form, with their obs rows and all of var.
