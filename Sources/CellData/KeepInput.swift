@@ -8,7 +8,8 @@
 // carries its input row (`CellShard.sourceRows`), and the results travel by one all-to-all to the
 // rank owning that input row's block (equal blocks of the input's rows), which writes its block as
 // one contiguous hyperslab with NaN (floats) / code −1 (categoricals) / empty rows (obsp) for the
-// cells the run removed.
+// cells the run removed. Graph columns are mapped to input rows by asking the block owners (no
+// array over all cells; `SparsePlan` keeps its O(cells) row-length table, as in the lean writer).
 import Collectives
 import HDF5IO
 import Logging
@@ -24,8 +25,11 @@ struct SourceBlocks {
     /// Local rows in send order (grouped by destination rank, stable).
     let order: [Int]
     let sendRows: [Int]
-    /// Position in my block of every received row (arrival order).
+    /// Position in my block of every received row (arrival order), and the same ascending.
     let received: [Int]
+    let keptPositions: [Int]
+    /// Cell id (after filtering) of the first kept row of every rank's block (size + 1 values).
+    let firstCell: [Int64]
     var lo: Int
     var hi: Int
     var count: Int { hi - lo }
@@ -44,9 +48,33 @@ struct SourceBlocks {
         return out
     }
 
-    /// Collective: this rank's block of CSR rows, column ids mapped through `columnMap` (cell id →
-    /// input row); rows of removed cells are empty.
-    func sparse(_ m: SparseRows, columnMap: [Int64]) throws -> SparseRows {
+    /// Collective: the input row of every cell id (ids after filtering: cell f is the f-th kept input
+    /// row). Each id is asked of the rank whose block holds it (the kept rows of block r are the ids
+    /// [firstCell[r], firstCell[r+1])): two all-to-alls of the ids, no table over all cells.
+    func inputRows(ofCells ids: [Int32]) throws -> [Int32] {
+        let p = sendRows.count
+        func owner(_ id: Int64) -> Int {   // the r with firstCell[r] <= id < firstCell[r + 1]
+            var a = 0, b = p - 1
+            while a < b { let m = (a + b + 1) / 2; if firstCell[m] <= id { a = m } else { b = m - 1 } }
+            while a > 0 && firstCell[a] > id { a -= 1 }
+            return a
+        }
+        var buckets = [[Int]](repeating: [], count: p)
+        for (k, id) in ids.enumerated() { buckets[owner(Int64(id))].append(k) }
+        let order = buckets.flatMap { $0 }
+        let asked = try communicator.alltoallv(order.map { Int64(ids[$0]) }, sendCounts: buckets.map(\.count))
+        let mine = firstCell[communicator.rank]
+        let answers = asked.values.map { Int32(lo + keptPositions[Int($0 - mine)]) }
+        let back = try communicator.alltoallv(answers, sendCounts: asked.counts).values
+        var out = [Int32](repeating: 0, count: ids.count)
+        for (j, k) in order.enumerated() { out[k] = back[j] }
+        return out
+    }
+
+    /// Collective: this rank's block of CSR rows, column ids (cells after filtering) mapped to input
+    /// rows; rows of removed cells are empty.
+    func sparse(_ m: SparseRows) throws -> SparseRows {
+        let mapped = try inputRows(ofCells: m.colIdx)
         var lens: [Int64] = [], cols: [Int32] = [], vals: [Float] = []
         var entryCounts = [Int](repeating: 0, count: sendRows.count)
         var r = 0, left = sendRows.first ?? 0
@@ -56,7 +84,7 @@ struct SourceBlocks {
             let a = Int(m.rowPtr[i]), b = Int(m.rowPtr[i + 1])
             lens.append(Int64(b - a))
             entryCounts[r] += b - a
-            for e in a..<b { cols.append(Int32(columnMap[Int(m.colIdx[e])])) }
+            cols.append(contentsOf: mapped[a..<b])
             vals.append(contentsOf: m.values[a..<b])
         }
         let gotLens = try comm(values: lens, counts: sendRows)
@@ -100,6 +128,10 @@ struct SourceBlocks {
         sendRows = buckets.map(\.count)
         let first = b[comm.rank]
         received = try comm.alltoallv(order.map { s.sourceRows[$0] }, sendCounts: sendRows).values.map { Int($0) - first }
+        keptPositions = received.sorted()
+        var cells: [Int64] = [0]
+        for c in try comm.allgather(value: Int64(received.count)) { cells.append(cells.last! + c) }
+        firstCell = cells
     }
 }
 
@@ -217,22 +249,14 @@ extension CellWriter {
             default: break
             }
         }
-        // Graph columns are cell ids after filtering; map them to input rows (one O(cells) table, as
-        // large as the per-row length table every SparsePlan already holds).
-        var columnMap: [Int64] = []
-        if hasGraph || !req.obsp.isEmpty {
-            columnMap = [Int64](repeating: 0, count: s.nObs)
-            for (i, id) in s.rowIds.enumerated() { columnMap[Int(id)] = s.sourceRows[i] }
-            try comm.allreduce(&columnMap, op: .sum)
-        }
         let blockIds = (blocks.lo..<blocks.hi).map { Int64($0) }
         let rowRuns = blocks.rowRuns
         var graphs: [(name: String, rows: SparseRows)] = []
         if hasGraph, let g = req.graph {
-            graphs.append(("connectivities", try blocks.sparse(g.connectivities, columnMap: columnMap)))
-            graphs.append(("distances", try blocks.sparse(g.distances, columnMap: columnMap)))
+            graphs.append(("connectivities", try blocks.sparse(g.connectivities)))
+            graphs.append(("distances", try blocks.sparse(g.distances)))
         }
-        for m in req.obsp { graphs.append((m.name, try blocks.sparse(m.rows, columnMap: columnMap))) }
+        for m in req.obsp { graphs.append((m.name, try blocks.sparse(m.rows))) }
         let plans = try graphs.map { try SparsePlan(rowPtr: $0.rows.rowPtr, rowIds: blockIds, nObs: n, rowRuns: rowRuns, comm: comm) }
         let unsReplaced = (req.uns.isEmpty ? [] : ["syncytium"]) + req.unsTop.map(\.0).filter { $0 != "syncytium" }
 
