@@ -101,7 +101,7 @@ let package = Package(
         // into .build-fuzz; the ordinary build makes its replay executable for the regression inputs).
         .executableTarget(name: "FuzzReaders", dependencies: ["CellData", "HDF5IO", "Collectives"], swiftSettings: swiftSettings),
         // Multi-rank checks, run under real mpirun by launch/test (XCTest cannot span processes).
-        .executableTarget(name: "MPIChecks", dependencies: ["Collectives", "Clustering", "Neighbors", "GraphLayers", "TensorCore", "Autograd", "Training", "NN", "Models", "TestSupport"],
+        .executableTarget(name: "MPIChecks", dependencies: ["Collectives", "CellData", "Clustering", "Neighbors", "GraphLayers", "TensorCore", "Autograd", "Training", "NN", "Models", "TestSupport"],
                          swiftSettings: swiftSettings),
 
         .testTarget(name: "CollectivesTests", dependencies: ["Collectives"], swiftSettings: swiftSettings),

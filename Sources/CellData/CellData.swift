@@ -102,6 +102,9 @@ public struct SourceInfo: Sendable, Codable, Equatable {
     /// Element type as stored, e.g. "float32".
     public var dtype: String
     public var nnz: Int64
+    public init(file: String, format: String, matrixPath: String, layout: String, dtype: String, nnz: Int64) {
+        self.file = file; self.format = format; self.matrixPath = matrixPath; self.layout = layout; self.dtype = dtype; self.nnz = nnz
+    }
 }
 
 /// This rank's rows of a cells × genes matrix in CSR form, with their obs rows and all of var.
@@ -123,6 +126,12 @@ public struct CellShard: Sendable {
     /// var for all genes (replicated on every rank).
     public var vars: Frame
     public var source: SourceInfo
+    /// The input file's row of every local row (ascending, as `rowIds`): set at read, kept through
+    /// cell filtering (which renumbers `rowIds`) and redistribution, so results can be written on
+    /// the input's rows.
+    public var sourceRows: [Int64]
+    /// Rows of the input file (nObs before any cell filtering).
+    public var sourceObs: Int
 
     public var localRows: Int { rowIds.count }
     public var localNNZ: Int { values.count }
@@ -130,9 +139,11 @@ public struct CellShard: Sendable {
     public var matrixBytes: Int { rowIds.count * 8 + rowPtr.count * 8 + colIdx.count * 4 + values.count * 4 }
 
     public init(nObs: Int, nVars: Int, rowIds: [Int64], rowPtr: [Int64], colIdx: [Int32], values: [Float],
-                obs: Frame, vars: Frame, source: SourceInfo) {
+                obs: Frame, vars: Frame, source: SourceInfo, sourceRows: [Int64]? = nil, sourceObs: Int? = nil) {
         self.nObs = nObs; self.nVars = nVars; self.rowIds = rowIds; self.rowPtr = rowPtr
         self.colIdx = colIdx; self.values = values; self.obs = obs; self.vars = vars; self.source = source
+        self.sourceRows = sourceRows ?? rowIds
+        self.sourceObs = sourceObs ?? nObs
     }
 
     /// Gene symbols: var['feature_name'] (CELLxGENE) when present, else the var index.

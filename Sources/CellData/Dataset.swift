@@ -75,6 +75,8 @@ public struct Dataset: Sendable {
     /// The preprocessed shard (obs, var, source) for writing results.
     public var shard: CellShard
     public var removedCells: Int
+    /// The input file's row of every local cell (results are written on these rows).
+    public var sourceRows: [Int64] { shard.sourceRows }
 
     /// Collective: read `data.input` (each rank its rows), filter cells and genes, normalise, log1p,
     /// select highly variable genes, compute size factors and gene moments. Cells with zero counts

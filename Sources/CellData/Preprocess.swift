@@ -90,6 +90,7 @@ public enum Preprocess {
             rowPtr.append(Int64(vals.count))
         }
         s.rowIds = keep.map { newId[Int(s.rowIds[$0])] }
+        s.sourceRows = keep.map { s.sourceRows[$0] }
         s.rowPtr = rowPtr; s.colIdx = cols; s.values = vals
         s.obs = s.obs.subset(keep)
         s.nObs = Int(n)

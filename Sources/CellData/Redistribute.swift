@@ -38,6 +38,7 @@ public enum Redistribute {
         // Per-row scalars.
         let ids = try comm.alltoallv(order.map { s.rowIds[$0] }, sendCounts: rowsPer).values
         let lens = try comm.alltoallv(order.map { s.rowPtr[$0 + 1] - s.rowPtr[$0] }, sendCounts: rowsPer).values
+        let sources = try comm.alltoallv(order.map { s.sourceRows[$0] }, sendCounts: rowsPer).values
         // Entries.
         var entryCounts = [Int](repeating: 0, count: p)
         var cols: [Int32] = [], vals: [Float] = []
@@ -71,7 +72,7 @@ public enum Redistribute {
             }
         }
         return CellShard(nObs: s.nObs, nVars: s.nVars, rowIds: ids, rowPtr: rowPtr, colIdx: newCols, values: newVals,
-                         obs: obs, vars: s.vars, source: s.source)
+                         obs: obs, vars: s.vars, source: s.source, sourceRows: sources, sourceObs: s.sourceObs)
     }
 
     /// All-to-all of strings: `strings` ordered by destination, `counts[r]` of them for rank r.

@@ -77,6 +77,14 @@ public struct WriteRequest: Sendable {
     public var includeX = false
     /// gzip level for X's data/indices (chunked; parallel filtered writes are collective), or nil.
     public var xCompression: Int? = nil
+    /// The input file whose whole content the output keeps (X, layers, raw, obs, var, obsm, obsp,
+    /// uns byte for byte), the results written on its rows (`shard.sourceRows`); nil: the lean
+    /// results-only file. Inputs that cannot be kept faithfully fall back to the lean file with a
+    /// notice (see `CellWriter.keepableInput`).
+    public var keepInput: String? = nil
+    /// Columns of `shard.obs` that are results (e.g. 'leiden'): with `keepInput` only these (and
+    /// obs['syncytium_cluster']) are written, the input's own columns stay as they were.
+    public var resultObs: [String] = []
     public init(shard: CellShard) { self.shard = shard }
 }
 
@@ -140,6 +148,15 @@ public enum CellWriter {
             }
         }
         let nClusters = hasClusters ? Int(try comm.allreduce(value: (req.clusters ?? []).max() ?? -1, op: .max)) + 1 : 0
+        if let input = req.keepInput {
+            if let why = try keepableInput(input, s, comm: comm) {
+                if comm.rank == 0 { noticeOnStderr("\(path): results only (\(input) is kept only when written by anndata ≥ 0.8: \(why))") }
+            } else {
+                try writeKeepingInput(path, input: input, req, dim: dim, hasGraph: hasGraph, hasClusters: hasClusters,
+                                      nClusters: nClusters, comm: comm)
+                return
+            }
+        }
 
         // Sparse row blocks (X, graphs): every row's start offset needs all rows' lengths.
         let xPlan = req.includeX ? try SparsePlan(rowPtr: s.rowPtr, rowIds: s.rowIds, nObs: s.nObs, rowRuns: rowRuns, comm: comm) : nil

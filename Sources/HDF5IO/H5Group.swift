@@ -50,6 +50,12 @@ public final class H5Group: H5Object, @unchecked Sendable {
         return out
     }
 
+    /// Removes the link `name` (the object's space is not reclaimed; h5repack does that).
+    /// Collective on a parallel file: every rank removes the same links in the same order.
+    public func deleteLink(_ name: String) throws {
+        try h5(H5Ldelete(id, name, ch5_p_default()), "delete '\(childPath(name))' in \(fileName)")
+    }
+
     public func group(_ name: String) throws -> H5Group {
         let g = try h5id(H5Gopen2(id, name, ch5_p_default()), "open group '\(childPath(name))' in \(fileName)")
         let out = H5Group(id: g, path: childPath(name), fileName: fileName, file: nil)

@@ -115,6 +115,15 @@ if args.contains("--layout") {
     comm.finalize()
     exit(failures == 0 ? 0 : 1)
 }
+// Input rows carried through cell filtering and redistribution (--source-rows; launch/tests.d/48-output).
+if args.contains("--source-rows") {
+    run("source rows through filter + redistribute") { try sourceRowChecks(comm: comm, expect: { expect($0, $1) }) }
+    let totals = comm.orAbort { try comm.allreduce(value: Int64(passed), op: .sum) }
+    let failures = comm.orAbort { try comm.allreduce(value: Int64(failed), op: .sum) }
+    if r == 0 { print("mpi-source-rows (np=\(p)): \(totals) passed, \(failures) failed") }
+    comm.finalize()
+    exit(failures == 0 ? 0 : 1)
+}
 // scSiameseClu's communicating ops only (launch/tests.d/70-scsiameseclu): N ranks vs one.
 if args.contains("--scsiameseclu") {
     run("scsiameseclu ops = single rank") { try scSiameseCluChecks(comm: comm, expect: { expect($0, $1) }) }

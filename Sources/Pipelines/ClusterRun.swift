@@ -122,6 +122,8 @@ public enum ClusterRun {
                                    embedding: z)
         if let out = spec.output.path {
             var req = WriteRequest(shard: data.shard)
+            // The input's whole content plus the results, unless output.results_only (issue 18).
+            req.keepInput = spec.output.resultsOnly ? nil : spec.data.input
             req.clusters = pred
             req.embedding = z.scalars
             req.embeddingDim = z.cols
@@ -152,6 +154,7 @@ public enum ClusterRun {
             }
             if let l = leiden {
                 req.shard.obs.set("leiden", .categorical(codes: pred, categories: (0..<l.clusters).map(String.init), ordered: false))
+                req.resultObs.append("leiden")
                 req.unsTop.append(("leiden", .dict([("params", .dict([("resolution", .number(l.resolution)),
                                                                        ("random_state", .integer(Int64(bitPattern: spec.seed))),
                                                                        ("n_iterations", .integer(Int64(Leiden.defaultIterations)))]))])))

@@ -95,6 +95,22 @@ public struct OutputSettings: SettingsSection, Equatable {
     public init() {}
 }
 
+/// `output:` of `cluster`: by default the input file plus the results.
+public struct ClusterOutputSettings: SettingsSection, Equatable {
+    @Setting("Output .h5ad (null: none, only metrics are printed).")
+    public var path: String? = nil
+    @Setting("Allow the output to replace the input file (written completely first, then renamed over it).")
+    public var overwriteInput = false
+    @Setting("Write only the results (obs/obsm/obsp/uns of the run, the selected genes' var, no X) instead of the input file's whole content plus the results.")
+    public var resultsOnly = false
+    public init() {}
+    public func validate() throws {
+        if resultsOnly && path == nil {
+            throw SettingsError(key: "output.results_only", "no output file to write: give --output FILE or drop --results-only")
+        }
+    }
+}
+
 public enum ClusterDefaultModel: DefaultModel { public static let name = "scname" }
 public enum TrainDefaultModel: DefaultModel { public static let name = "mlp-ae" }
 
@@ -109,7 +125,7 @@ public struct ClusterSpec: SettingsSection {
     public var model = ModelSection<ClusterDefaultModel>()
     public var trainer = TrainerConfig()
     public var clustering = ClusteringSettings()
-    public var output = OutputSettings()
+    public var output = ClusterOutputSettings()
     public init() {
         // scNAME's reference: 1000 HVGs, normalised to the median library size.
         preprocess.topGenes = 1000

@@ -16,10 +16,12 @@ struct Cluster: RunCommand {
                 normalize_total; log1p; highly variable genes), trains the model data-parallel (the \
                 global batch does not depend on the rank count), clusters (--cluster-method: the model's own head, or \
                 k-means on the embedding, or Leiden on its kNN graph, with --clusters K by a search on \
-                --resolution) and writes output.path: the input's obs/var plus \
-                obs['syncytium_cluster'], obsm['X_syncytium'], uns['syncytium'] (the resolved spec \
+                --resolution) and writes output.path: the input file as it was (every object byte for \
+                byte) plus, on its rows, obs['syncytium_cluster'], obsm['X_syncytium'], uns['syncytium'] (the resolved spec \
                 and metrics), and the embedding's neighbours as scanpy's sc.pp.neighbors writes them \
-                (obsp connectivities/distances, uns['neighbors']; obs['leiden'] with Leiden). With --label-key, ARI / NMI / ACC against that column are printed; labels \
+                (obsp connectivities/distances, uns['neighbors']; obs['leiden'] with Leiden); removed \
+                cells are NaN / missing. --results-only writes only the results (kept cells, selected genes, \
+                no X), as do inputs that cannot be kept (10x, legacy, anndata < 0.8; a notice says so). With --label-key, ARI / NMI / ACC against that column are printed; labels \
                 never influence training or K. configs/scname-reference.yaml is scNAME's reference \
                 schedule. SIGTERM or SIGUSR1 stop training at the next step after a checkpoint (exit \
                 status 75); rerun with --resume auto to continue.

@@ -74,6 +74,7 @@ final class SpecTests: XCTestCase {
         output:
           path: out.h5ad
           overwrite_input: true
+          results_only: true
         """
 
     let everyOption = ["in.h5ad", "--seed", "11", "--log-level", "debug", "--counts", "layers/counts", "--label-key", "cell_type", "--batch-key", "donor",
@@ -88,7 +89,7 @@ final class SpecTests: XCTestCase {
                        "--bucket-mib", "2", "--max-steps", "100", "--checkpoint-dir", "ck", "--checkpoint-every", "2",
                        "--keep-checkpoints", "3", "--resume", "auto", "--metrics", "m.jsonl", "--clusters", "9",
                        "--max-clusters", "12", "--ensemble", "2", "--restarts", "5", "--cluster-method", "leiden", "--resolution", "0.8",
-                       "--neighbors", "10", "--neighbors-method", "approximate", "--layout", "none", "--layout-epochs", "50", "--output", "out.h5ad", "--overwrite-input"]
+                       "--neighbors", "10", "--neighbors-method", "approximate", "--layout", "none", "--layout-epochs", "50", "--output", "out.h5ad", "--overwrite-input", "--results-only"]
 
     func resolve(_ yaml: String? = nil, _ words: [String] = []) throws -> ClusterSpec {
         try SettingsResolver.resolve(ClusterSpec.self, yaml: yaml, file: "run.yaml", words: words, positionals: ["data.input"])
