@@ -215,6 +215,17 @@ public struct DecodedImage: Sendable {
         return pixels.reduce(0) { $0 + ($1 == v ? 1 : 0) }
     }
 
+    /// How many opaque pixels are within `tolerance` (per 8-bit channel) of this colour.
+    public func count(near c: RGB, tolerance: Int) -> Int {
+        let (r, g, b) = c.bytes
+        return pixels.reduce(0) { n, p in
+            guard p >> 24 == 0xff else { return n }
+            let ok = abs(Int(p >> 16 & 0xff) - Int(r)) <= tolerance && abs(Int(p >> 8 & 0xff) - Int(g)) <= tolerance
+                && abs(Int(p & 0xff) - Int(b)) <= tolerance
+            return n + (ok ? 1 : 0)
+        }
+    }
+
     /// Pixel counts of the exact colours `colors` inside the rectangle.
     public func count(_ c: RGB, x: Range<Int>, y: Range<Int>) -> Int {
         let (r, g, b) = c.bytes

@@ -278,11 +278,11 @@ struct Legend {
                 c.text(c.fitted(name, maxWidth: colWidth - 2 * r - 14), x: lx + 2 * r + 7, y: ly + font * 0.36)
             }
         case .colorbar(let lo, let hi):
-            let barH = height * 0.8, top = y + height * 0.1, barW = 16.0
-            let steps = 128
-            for s in 0..<steps {
-                let t = Double(s) / Double(steps - 1)
-                c.fill(x: x, y: top + barH * (1 - Double(s + 1) / Double(steps)), w: barW, h: barH / Double(steps) + 0.6, Palettes.viridis(t))
+            let barH = (height * 0.8).rounded(), top = (y + height * 0.1).rounded(), barW = 16.0
+            // One pixel row per step, on the pixel grid (no blended seams).
+            for row in 0..<Int(barH) {
+                let t = 1 - Double(row) / max(1, barH - 1)
+                c.fill(x: x.rounded(), y: top + Double(row), w: barW, h: 1, Palettes.viridis(t))
             }
             c.strokeRect(x: x, y: top, w: barW, h: barH, .black)
             c.font(size: 11)
