@@ -160,8 +160,8 @@ public enum RunFigures {
     public static func validateDirectory(_ dir: String) throws {
         var isDir: ObjCBool = false
         if FileManager.default.fileExists(atPath: dir, isDirectory: &isDir) {
-            guard isDir.boolValue else { throw PlotError("--plot \(dir): exists and is not a directory") }
-            guard access(dir, W_OK) == 0 else { throw PlotError("--plot \(dir): directory is not writable") }
+            guard isDir.boolValue else { throw PlotError("exists and is not a directory") }
+            guard access(dir, W_OK) == 0 else { throw PlotError("the directory is not writable") }
             return
         }
         // The nearest existing ancestor must be a writable directory.
@@ -173,7 +173,7 @@ public enum RunFigures {
             p = up
         }
         guard FileManager.default.fileExists(atPath: p, isDirectory: &isDir), isDir.boolValue, access(p, W_OK) == 0 else {
-            throw PlotError("--plot \(dir): cannot create it (\(p) is not a writable directory)")
+            throw PlotError("cannot be created (\(p) is not a writable directory)")
         }
     }
 }

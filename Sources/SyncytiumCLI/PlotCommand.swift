@@ -32,9 +32,6 @@ struct PlotCommand: ParsableCommand {
 
     func validate() throws {
         if output == nil && trainingCurve == nil && heatmap == nil { throw ValidationError("give --output FIG.png (and/or --training-curve, --heatmap)") }
-        for p in [output, trainingCurve, heatmap].compactMap({ $0 }) {
-            do { _ = try FigureFormat(path: p) } catch let e as PlotError { throw ValidationError(e.message) }
-        }
         guard panelSize >= 64 && panelSize <= 8192 else { throw ValidationError("--panel-size must be 64…8192 pixels") }
         if let s = pointSize, !(s > 0 && s <= 64) { throw ValidationError("--point-size must be in (0, 64] pixels") }
     }
@@ -44,6 +41,8 @@ struct PlotCommand: ParsableCommand {
         guard comm.rank == 0 else { comm.finalize(); return }
         do {
             var report = Report(files: [])
+            // Before reading anything: every figure path has a known format.
+            for p in [output, trainingCurve, heatmap].compactMap({ $0 }) { _ = try FigureFormat(path: p) }
             if let out = output {
                 var o = LayoutOptions()
                 o.colors = color.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
