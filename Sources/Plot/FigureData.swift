@@ -113,6 +113,16 @@ public final class FigureSource {
         }
     }
 
+    /// uns['<key>_colors'] (the colours scanpy stores and reuses), when it has a hex colour for each
+    /// of `categories` categories; nil otherwise (named colours are not resolved: the default is used).
+    public func storedPalette(_ key: String, categories: Int) -> [RGB]? {
+        guard let uns = unsGroup(["uns"]), uns.kind(of: key + "_colors") == .dataset,
+              let s = try? uns.dataset(key + "_colors").readStrings(), s.count >= categories else { return nil }
+        let hex = s.prefix(categories).map { $0.trimmingCharacters(in: .whitespaces) }
+        guard hex.allSatisfy({ ($0.count == 7 || $0.count == 9) && $0.hasPrefix("#") && UInt32($0.dropFirst().prefix(6), radix: 16) != nil }) else { return nil }
+        return hex.map { RGB(hex: String($0.prefix(7))) }
+    }
+
     func unsGroup(_ parts: [String]) -> H5Group? {
         var g = file.root
         for p in parts {

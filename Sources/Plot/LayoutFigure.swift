@@ -77,7 +77,12 @@ public enum LayoutFigure {
             throw PlotError("\(file): obsm['\(options.basis)'] has \(x.count) rows but obs has \(n)")
         }
         let t1 = Date()
-        let s = try render(x: x, y: y, keys: options.colors, values: values, basis: options.basis, options: options, output: output)
+        let stored = zip(options.colors, values).map { key, v -> [RGB]? in
+            if case .categorical(_, let cats) = v { return src.storedPalette(key, categories: cats.count) }
+            return nil
+        }
+        let s = try render(x: x, y: y, keys: options.colors, values: values, basis: options.basis, options: options, output: output,
+                           palettes: stored)
         return LayoutSummary(cells: x.count, panels: values.count, width: s.0, height: s.1,
                              readSeconds: t1.timeIntervalSince(t0), drawSeconds: Date().timeIntervalSince(t1))
     }
@@ -96,7 +101,9 @@ public enum LayoutFigure {
 
     /// Draws the panels; returns the figure size.
     public static func render(x: [Float], y: [Float], keys: [String], values: [ColorValues], basis: String,
-                              options: LayoutOptions, output: String) throws -> (Int, Int) {
+                              options: LayoutOptions, output: String, palettes: [[RGB]?] = []) throws -> (Int, Int) {
+        // A key's colours: uns['<key>_colors'] when the file has them (as scanpy), else scanpy's default.
+        func colors(_ p: Int, _ n: Int) -> [RGB] { (p < palettes.count ? palettes[p] : nil) ?? Palettes.categorical(n) }
         let n = x.count
         let S = Double(options.panelSize)
         // Data bounds of the finite points, 2.5 % padding each side (matplotlib's margins are 5 %).
@@ -113,7 +120,10 @@ public enum LayoutFigure {
 
         // Legends first (their widths decide the figure's width); measured on a scratch canvas.
         let scratch = try Canvas(width: 1, height: 1, output: "/dev/null/unused.png")
-        let legends = values.map { Legend.make($0, canvas: scratch, height: S) }
+        let legends = values.enumerated().map { p, v -> Legend in
+            if case .categorical(_, let cats) = v { return Legend.make(v, colors: colors(p, cats.count), canvas: scratch, height: S) }
+            return Legend.make(v, colors: [], canvas: scratch, height: S)
+        }
         let panelWidths = legends.map { marginLeft + S + legendGap + $0.width }
         let W = Int((panelWidths.reduce(0, +) + panelGap * Double(max(0, values.count - 1)) + 10).rounded(.up))
         let H = Int(marginTop + S + marginBottom)
@@ -129,7 +139,7 @@ public enum LayoutFigure {
             let drawOrder: [Int32]
             switch v {
             case .categorical(let codes, let cats):
-                let pal = Palettes.categorical(cats.count).map(Raster.pack)
+                let pal = colors(p, cats.count).map(Raster.pack)
                 let na = Raster.pack(.lightgray)
                 colorOf = { i in let c = codes[i]; return c >= 0 && Int(c) < pal.count ? pal[Int(c)] : na }
                 // Missing first, then the seeded order.
@@ -241,10 +251,10 @@ struct Legend {
         return lo <= hi ? (lo, hi) : (0, 1)
     }
 
-    static func make(_ v: ColorValues, canvas: Canvas, height: Double) -> Legend {
+    static func make(_ v: ColorValues, colors palette: [RGB], canvas: Canvas, height: Double) -> Legend {
         switch v {
         case .categorical(let codes, let cats):
-            var names = cats, colors = Palettes.categorical(cats.count)
+            var names = cats, colors = palette
             if codes.contains(where: { $0 < 0 }) { names.append("NA"); colors.append(.lightgray) }
             let columns = names.count <= 14 ? 1 : names.count <= 30 ? 2 : 3
             let rows = max(1, (names.count + columns - 1) / columns)

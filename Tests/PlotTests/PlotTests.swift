@@ -1,6 +1,7 @@
 import XCTest
 import Foundation
 import Collectives
+import HDF5IO
 @testable import CellData
 @testable import Plot
 
@@ -109,6 +110,27 @@ final class PlotTests: XCTestCase {
         let perm = LayoutFigure.drawOrder(1000, seed: 5)
         XCTAssertEqual(Set(perm).count, 1000)
         XCTAssertNotEqual(perm, (0..<1000).map { Int32($0) })
+    }
+
+    func testStoredColoursInUnsAreUsedAsScanpyDoes() throws {
+        let file = try writeFile("stored.h5ad", cells: 600, groups: 3)
+        let mine = ["#123456", "#abcdef", "#fedcba"]
+        do {
+            let f = try H5File.open(file, writable: true)
+            _ = try f.root.group("uns").writeStrings("group_colors", mine)
+            _ = try f.root.group("uns").writeStrings("half_colors", ["red", "blue"])   // named colours: default palette
+            try f.close()
+        }
+        let src = try FigureSource(file)
+        XCTAssertEqual(src.storedPalette("group", categories: 3), mine.map { RGB(hex: $0) })
+        XCTAssertNil(src.storedPalette("group", categories: 4), "fewer stored colours than categories")
+        XCTAssertNil(src.storedPalette("half", categories: 2))
+        var o = LayoutOptions(); o.colors = ["group"]; o.panelSize = 200
+        let out = Self.dir() + "/stored.png"
+        try LayoutFigure.draw(file: file, options: o, output: out)
+        let img = try DecodedImage.readPNG(out)
+        for h in mine { XCTAssertGreaterThan(img.count(RGB(hex: h)), 50, h) }
+        XCTAssertEqual(img.count(Palettes.category10[1]), 0, "the default palette was used")
     }
 
     func testPalettesFollowScanpy() {
