@@ -317,6 +317,8 @@ enum Ticks {
         var t = (lo / step).rounded(.up) * step
         var out: [Double] = []
         while t <= hi + step * 1e-9 { out.append(abs(t) < step * 1e-9 ? 0 : t); t += step }
+        // At least 4 labelled ticks where a finer step allows it (e.g. 1…5 rather than 2, 4).
+        if out.count < 4 && target < 20 { return nice(lo, hi, target: target * 2) }
         return out
     }
 
