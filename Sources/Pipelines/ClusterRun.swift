@@ -174,6 +174,7 @@ public enum ClusterRun {
         for (i, name) in trainer.task.lossTermNames.enumerated() where !["epoch", "loss"].contains(name) {
             cols.append((name, .array(h.map { i < $0.terms.count ? $0.terms[i] : .nan }, width: 0)))
         }
+        cols.append(("terms", .string(cols.dropFirst().map(\.0).joined(separator: ","))))
         return .dict(cols)
     }
 

@@ -151,11 +151,16 @@ public final class FigureSource {
         func read(_ n: String) throws -> [Double] { try g.dataset(n).readAll(as: Double.self) }
         guard names.contains("epoch") else { return nil }
         let epochs = try read("epoch")
-        var order = names.filter { $0 != "epoch" }.sorted()
+        // The model's order when the run recorded it ("loss,zinb,mask,…"), else by name; "loss" first.
+        var order = names.filter { $0 != "epoch" && $0 != "terms" }.sorted()
+        if names.contains("terms"), let t = try? g.dataset("terms").readStrings().first {
+            let listed = t.split(separator: ",").map(String.init).filter { order.contains($0) }
+            order = listed + order.filter { !listed.contains($0) }
+        }
         if let i = order.firstIndex(of: "loss") { order.remove(at: i); order.insert("loss", at: 0) }
         var terms: [(String, [Double])] = []
         for n in order where names.contains(n) && g.kind(of: n) == .dataset {
-            let v = try read(n)
+            guard let v = try? read(n) else { continue }   // not a numeric array
             if v.count == epochs.count { terms.append((n, v)) }
         }
         return LossHistory(epochs: epochs, terms: terms)

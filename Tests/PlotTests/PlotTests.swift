@@ -44,7 +44,8 @@ final class PlotTests: XCTestCase {
         req.clusters = codes
         if history {
             req.uns = [("history", .dict([("epoch", .array([1, 2, 3], width: 0)), ("loss", .array([3, 2, 1.5], width: 0)),
-                                          ("recon", .array([2, 1.5, 1.2], width: 0))])),
+                                          ("recon", .array([2, 1.5, 1.2], width: 0)),
+                                          ("kl", .array([0.5, 0.4, 0.3], width: 0)), ("terms", .string("loss,recon,kl"))])),
                        ("spec", .dict([("data", .dict([("label_key", .string("half"))]))]))]
         }
         try CellWriter.write(path, req, comm: comm)
@@ -152,7 +153,7 @@ final class PlotTests: XCTestCase {
         let src = try FigureSource(file)
         let h = try XCTUnwrap(src.lossHistory())
         XCTAssertEqual(h.epochs, [1, 2, 3])
-        XCTAssertEqual(h.terms.map(\.name), ["loss", "recon"])
+        XCTAssertEqual(h.terms.map(\.name), ["loss", "recon", "kl"], "the recorded order, not the names' order")
         XCTAssertEqual(src.recordedLabelKey(), "half")
         let dir = Self.dir() + "/figs"
         try? FileManager.default.removeItem(atPath: dir)
