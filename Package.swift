@@ -23,12 +23,14 @@ let swiftSettings: [SwiftSetting] = targetCPU.map { [.unsafeFlags(["-target-cpu"
 
 // Syncytium — distributed trainer for single-cell contrastive and graph clustering models.
 // Layering, bottom up (a module depends only on modules on earlier lines; the README's Layout table):
-//   C shims: CMPI, COpenBLAS, CHDF5, CLZF, CIgraph (each imported by exactly one Swift module; CIgraph by Neighbors)
+//   C shims: CMPI, COpenBLAS, CHDF5, CLZF, CIgraph, CCairo (each imported by exactly one Swift module; CIgraph by Neighbors,
+//     CCairo by Plot)
 //   Collectives (the only importer of CMPI), Settings (Yams)
 //   TensorCore (the only importer of COpenBLAS) → Autograd → NN
 //   HDF5IO (the only importer of CHDF5 and CLZF; MPI-IO on a communicator handed in from Collectives) → CellData
 //   Clustering → Neighbors (Neighbors uses Clustering's k-means for its IVF quantiser; Leiden via CIgraph) → GraphLayers
 //     (distributed graph layers on the tape: Neighbors' halo exchange + Autograd + NN)
+//   Plot (figures with cairo: layouts, training curves, contingency heatmaps; reads through CellData/HDF5IO)
 //   Training → Models (Registry + one folder per model) → Pipelines
 //   SyncytiumBench, TestSupport → SyncytiumCLI, MPIChecks, tests
 
@@ -55,6 +57,9 @@ let package = Package(
         .systemLibrary(name: "CLZF", path: "Sources/CLZF", providers: [.apt(["liblzf-dev"])]),
         .systemLibrary(name: "CIgraph", path: "Sources/CIgraph", pkgConfig: "igraph",
                        providers: [.apt(["libigraph-dev"])]),
+        // cairo: the figures of `syncytium plot` and `cluster --plot` (text, antialiasing, PNG, SVG, PDF).
+        .systemLibrary(name: "CCairo", path: "Sources/CCairo", pkgConfig: "cairo",
+                       providers: [.apt(["libcairo2-dev"])]),
 
         // MARK: - Libraries, bottom up (each depends only on those above it; README's Layout table).
         .target(name: "Collectives", dependencies: ["CMPI", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
@@ -67,6 +72,8 @@ let package = Package(
         .target(name: "CellData", dependencies: ["HDF5IO", "Collectives", "TensorCore", "Settings", .product(name: "Logging", package: "swift-log")],
                 exclude: ["README.md"], swiftSettings: swiftSettings),
         .target(name: "Clustering", dependencies: ["Collectives", "TensorCore"], swiftSettings: swiftSettings),
+        // Figures (rank 0, one process): the 2-D layout coloured by obs keys, training curves, contingency heatmap.
+        .target(name: "Plot", dependencies: ["CCairo", "HDF5IO", "CellData", "Collectives"], swiftSettings: swiftSettings),
         // Neighbors uses Clustering's k-means for its IVF quantiser.
         // Leiden (igraph, gathered to rank 0) on the kNN connectivities.
         .target(name: "Neighbors", dependencies: ["Collectives", "TensorCore", "Clustering", "CIgraph"], swiftSettings: swiftSettings),
@@ -78,7 +85,7 @@ let package = Package(
                                                "GraphLayers", "Training", "Settings", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
         // End-to-end runs (cluster, train, knn, preprocess, …) as functions of (spec, communicator).
         .target(name: "Pipelines", dependencies: ["Collectives", "TensorCore", "CellData", "Clustering", "Neighbors",
-                                                  "Training", "Models", "Settings", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
+                                                  "Training", "Models", "Settings", "Plot", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
 
         // MARK: - Executables and what only they use
         // The `syncytium bench …` subcommands, outside the library modules.
@@ -90,7 +97,7 @@ let package = Package(
             name: "SyncytiumCLI",
             dependencies: [
                 "Collectives", "TensorCore", "Autograd", "NN", "HDF5IO", "CellData", "Clustering", "Neighbors", "Training", "Models",
-                "Settings", "Pipelines", "SyncytiumBench",
+                "Settings", "Pipelines", "SyncytiumBench", "Plot",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -116,6 +123,7 @@ let package = Package(
         .testTarget(name: "SyncytiumBenchTests", dependencies: ["SyncytiumBench", "Collectives"], swiftSettings: swiftSettings),
         .testTarget(name: "SettingsTests", dependencies: ["Settings"], swiftSettings: swiftSettings),
         .testTarget(name: "PipelinesTests", dependencies: ["Pipelines", "Settings", "Models", "Training", "Collectives", "CellData"], swiftSettings: swiftSettings),
+        .testTarget(name: "PlotTests", dependencies: ["Plot", "CellData", "HDF5IO", "Collectives"], swiftSettings: swiftSettings),
         .testTarget(name: "ModelsTests", dependencies: ["TestSupport", "Models", "Training", "Collectives", "TensorCore", "Autograd", "NN", "Neighbors", "GraphLayers", "Clustering", "CellData"], swiftSettings: swiftSettings),
     ]
 )

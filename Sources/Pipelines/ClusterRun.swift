@@ -5,6 +5,7 @@ import Collectives
 import Foundation
 import Models
 import Neighbors
+import Plot
 import TensorCore
 import Training
 
@@ -174,11 +175,42 @@ public enum ClusterRun {
             }
             req.uns = [("version", .string(SyncytiumInfo.version)), ("model", .string(entry.name)), ("spec", RunSpecs.uns(spec)),
                        ("spec_yaml", .string(runSpec)), ("metrics", .dict(metrics)), ("ranks", .integer(Int64(comm.size)))]
+            if let h = epochHistory(trainer) { req.uns.append(("history", h)) }
             try CellWriter.write(out, req, comm: comm)
             log.info("wrote \(out)")
             result.output = out
+            if let dir = spec.figures.plot { try drawFigures(out, dir: dir, spec: spec, comm: comm) }
         }
         return result
+    }
+
+    /// uns['syncytium']['history']: the first member's per-epoch mean loss and terms (float64 arrays).
+    static func epochHistory(_ trainer: Trainer) -> UnsValue? {
+        let h = trainer.epochHistory
+        guard !h.isEmpty else { return nil }
+        var cols: [(String, UnsValue)] = [("epoch", .array(h.map { Double($0.epoch + 1) }, width: 0)),
+                                         ("loss", .array(h.map(\.loss), width: 0))]
+        for (i, name) in trainer.task.lossTermNames.enumerated() where !["epoch", "loss"].contains(name) {
+            cols.append((name, .array(h.map { i < $0.terms.count ? $0.terms[i] : .nan }, width: 0)))
+        }
+        cols.append(("terms", .string(cols.dropFirst().map(\.0).joined(separator: ","))))
+        return .dict(cols)
+    }
+
+    /// Collective: rank 0 draws the figures from the written output; the others wait for its outcome.
+    static func drawFigures(_ out: String, dir: String, spec: ClusterSpec, comm: Communicator) throws {
+        let failure = try agreeing(comm) { () -> String? in
+            guard comm.rank == 0 else { return nil }
+            do {
+                let t0 = Communicator.time()
+                let files = try RunFigures.write(file: out, directory: dir, basis: spec.figures.plotBasis,
+                                                 labelKey: spec.data.labelKey, seed: spec.seed)
+                log.info("figures (\(String(format: "%.2f", Communicator.time() - t0)) s): \(files.joined(separator: ", "))")
+                return nil
+            } catch { return "\(error)" }
+        }
+        // A figure that cannot be drawn does not undo the run's output: rank 0 says why.
+        if let m = failure, comm.rank == 0 { log.error("figures not written: \(m)") }
     }
 }
 

@@ -4,6 +4,7 @@
 import CellData
 import Logging
 import Models
+import Plot
 import Settings
 import Training
 
@@ -111,6 +112,20 @@ public struct ClusterOutputSettings: SettingsSection, Equatable {
     }
 }
 
+/// `figures:` of `cluster`: pictures of the result, drawn by rank 0 from the written output.
+public struct FigureSettings: SettingsSection, Equatable {
+    @Setting("Write layout.png (the 2-D layout coloured by syncytium_cluster and the label key), training.png (per-epoch loss terms) and contingency.png (clusters vs labels, when labels exist) into this directory at the end (null: none; needs output.path).")
+    public var plot: String? = nil
+    @Setting("obsm key of the layout drawn by --plot (null: X_umap when the output has it, else the first two columns of X_syncytium).")
+    public var plotBasis: String? = nil
+    public init() {}
+    public func validate() throws {
+        if let d = plot {
+            do { try RunFigures.validateDirectory(d) } catch let e as PlotError { throw SettingsError(key: "figures.plot", e.message) }
+        }
+    }
+}
+
 public enum ClusterDefaultModel: DefaultModel { public static let name = "scname" }
 public enum TrainDefaultModel: DefaultModel { public static let name = "mlp-ae" }
 
@@ -126,6 +141,12 @@ public struct ClusterSpec: SettingsSection {
     public var trainer = TrainerConfig()
     public var clustering = ClusteringSettings()
     public var output = ClusterOutputSettings()
+    public var figures = FigureSettings()
+    public func validate() throws {
+        if figures.plot != nil && output.path == nil {
+            throw SettingsError(key: "figures.plot", "draws from the written output: give --output FILE.h5ad too")
+        }
+    }
     public init() {
         // scNAME's reference: 1000 HVGs, normalised to the median library size.
         preprocess.topGenes = 1000

@@ -15,7 +15,7 @@ struct Syncytium: ParsableCommand {
             SLURM's `srun`. `launch/run N …` picks the launcher, thread counts and binding for you.
             """,
         version: SyncytiumInfo.version,
-        subcommands: [Info.self, Cluster.self, Train.self, Embed.self, Annotate.self, KNNCommand.self, PreprocessCommand.self, Evaluate.self, Inspect.self, Simulate.self, ListModels.self, Bench.self]
+        subcommands: [Info.self, Cluster.self, Train.self, Embed.self, Annotate.self, KNNCommand.self, PreprocessCommand.self, Evaluate.self, PlotCommand.self, Inspect.self, Simulate.self, ListModels.self, Bench.self]
     )
 
     static func main() {

@@ -87,6 +87,9 @@ public final class Trainer {
     public private(set) var timings = StepTimings()
     /// Global mean loss of each step run (rank-independent).
     public private(set) var lossHistory: [Double] = []
+    /// Per epoch run in this process: the global mean loss and terms over its steps (an epoch resumed
+    /// mid-way counts the steps run since the resume).
+    public private(set) var epochHistory: [(epoch: Int, loss: Double, terms: [Double])] = []
     public var producer = "syncytium"
     /// Set (identically on every rank) by a task's `epochDidEnd` to end the run as completed after
     /// this epoch's checkpoint, e.g. when a convergence criterion is met.
@@ -188,6 +191,7 @@ public final class Trainer {
         while epoch < plan.epochs {
             if stepInEpoch == 0 || resumedFrom != nil { try task.epochWillBegin(epoch, trainer: self) }
             resumedFrom = nil
+            var epochSums = [Double](repeating: 0, count: 1 + task.lossTermNames.count), epochSteps = 0
             while stepInEpoch < steps {
                 if let m = config.maxSteps, globalStep >= m {
                     if checkpointing { try writeCheckpoint() }
@@ -203,6 +207,9 @@ public final class Trainer {
                 stepSeconds = stepSeconds == 0 ? dt : 0.9 * stepSeconds + 0.1 * dt
                 cellsPerSecond = Double(layout.total) / Double(steps) / max(stepSeconds, 1e-9)
                 lossHistory.append(loss)
+                epochSums[0] += loss
+                for (i, t) in terms.prefix(epochSums.count - 1).enumerated() { epochSums[1 + i] += t }
+                epochSteps += 1
                 var fields: [String: Any] = ["epoch": epoch, "step": stepInEpoch, "global_step": globalStep,
                                              "loss": loss, "lr": Double(learningRate(at: globalStep - 1)),
                                              "seconds": dt, "cells_per_s": cellsPerSecond]
@@ -214,6 +221,10 @@ public final class Trainer {
                               terms: [("loss", loss)] + zip(task.lossTermNames, terms).map { ($0, $1) },
                               cellsPerSecond: cellsPerSecond, remainingSteps: remaining, secondsPerStep: stepSeconds,
                               force: stepInEpoch == steps)
+            }
+            if epochSteps > 0 {
+                let m = epochSums.map { $0 / Double(epochSteps) }
+                epochHistory.append((epoch, m[0], Array(m.dropFirst())))
             }
             try task.epochDidEnd(epoch, trainer: self)
             epoch += 1; stepInEpoch = 0

@@ -75,6 +75,9 @@ final class SpecTests: XCTestCase {
           path: out.h5ad
           overwrite_input: true
           results_only: true
+        figures:
+          plot: figs
+          plot_basis: X_pca
         """
 
     let everyOption = ["in.h5ad", "--seed", "11", "--log-level", "debug", "--counts", "layers/counts", "--label-key", "cell_type", "--batch-key", "donor",
@@ -89,7 +92,8 @@ final class SpecTests: XCTestCase {
                        "--bucket-mib", "2", "--max-steps", "100", "--checkpoint-dir", "ck", "--checkpoint-every", "2",
                        "--keep-checkpoints", "3", "--resume", "auto", "--metrics", "m.jsonl", "--clusters", "9",
                        "--max-clusters", "12", "--ensemble", "2", "--restarts", "5", "--cluster-method", "leiden", "--resolution", "0.8",
-                       "--neighbors", "10", "--neighbors-method", "approximate", "--layout", "none", "--layout-epochs", "50", "--output", "out.h5ad", "--overwrite-input", "--results-only"]
+                       "--neighbors", "10", "--neighbors-method", "approximate", "--layout", "none", "--layout-epochs", "50", "--output", "out.h5ad", "--overwrite-input", "--results-only",
+                       "--plot", "figs", "--plot-basis", "X_pca"]
 
     func resolve(_ yaml: String? = nil, _ words: [String] = []) throws -> ClusterSpec {
         try SettingsResolver.resolve(ClusterSpec.self, yaml: yaml, file: "run.yaml", words: words, positionals: ["data.input"])
@@ -135,6 +139,8 @@ final class SpecTests: XCTestCase {
         oneLineError(nil, ["in.h5ad", "--batch-size", "0"], naming: ["trainer.batch_size", "must be ≥ 1"])
         oneLineError(nil, ["in.h5ad", "--clusters", "1"], naming: ["clustering.clusters", "must be ≥ 2"])
         oneLineError(nil, ["in.h5ad", "--clusters", "many"], naming: ["clustering.clusters", "'auto' or a number"])
+        oneLineError(nil, ["in.h5ad", "--plot", "figs"], naming: ["figures.plot", "--output"])
+        oneLineError(nil, ["in.h5ad", "--output", "o.h5ad", "--plot", "/proc/version"], naming: ["figures.plot", "not a directory"])
         oneLineError(nil, ["in.h5ad", "--resume", "auto"], naming: ["trainer.resume", "checkpoint_dir"])
         oneLineError(nil, ["in.h5ad", "--model", "nosuch"], naming: ["model.name", "unknown model 'nosuch'", "scname"])
         oneLineError(nil, [], naming: ["data.input", "give the input file"])

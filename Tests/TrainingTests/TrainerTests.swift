@@ -91,4 +91,19 @@ final class TrainerTests: XCTestCase {
         XCTAssertTrue(a.optimizer is Adam)
         XCTAssertTrue(a.reducer is LocalReducer, "one rank reduces nothing, whatever the strategy")
     }
+
+    func testEpochHistoryIsTheMeanOfEachEpochsSteps() throws {
+        let (t, _) = try trainer({ _ in }, epochs: 3)
+        XCTAssertEqual(try t.run(), .completed)
+        let spe = t.stepsPerEpoch
+        XCTAssertEqual(t.epochHistory.map(\.epoch), [0, 1, 2])
+        XCTAssertEqual(t.lossHistory.count, 3 * spe)
+        for (e, h) in t.epochHistory.enumerated() {
+            let steps = t.lossHistory[(e * spe)..<((e + 1) * spe)]
+            let mean = steps.reduce(0, +) / Double(spe)
+            XCTAssertEqual(h.loss, mean, accuracy: 1e-12 * abs(mean), "epoch \(e)")
+            XCTAssertEqual(h.terms.count, t.task.lossTermNames.count)
+        }
+        XCTAssertLessThan(t.epochHistory.last!.loss, t.epochHistory.first!.loss)
+    }
 }
