@@ -23,4 +23,4 @@ for seed in $SEEDS; do
     done
   done
 done | tee "$OUT/table.txt"
-awk '{k=$1" "$2; s[k]+=$5; n[k]++} END {for (k in s) printf "mean %-37s ARI %.3f over %d\n", k, s[k]/n[k], n[k]}' "$OUT/table.txt" | sort
+awk '{k=$1" "$2; s[k]+=$6; n[k]++} END {for (k in s) printf "mean %-37s ARI %.3f over %d\n", k, s[k]/n[k], n[k]}' "$OUT/table.txt" | sort
