@@ -139,7 +139,7 @@ extension CellWriter {
 
     /// Collective: nil when `input` can be kept as the output's base (an anndata ≥ 0.8 file: obs a
     /// dataframe group of encoding 0.2.0 with as many rows as the shard's input), else why not.
-    static func keepableInput(_ input: String, _ s: CellShard, comm: Communicator) throws -> String? {
+    public static func keepableInput(_ input: String, _ s: CellShard, comm: Communicator) throws -> String? {
         var why = ""
         if comm.rank == 0 {
             do {
@@ -181,9 +181,12 @@ extension CellWriter {
 
     /// Collective: every rank copies its byte range of `input` to `output` (created by rank 0).
     static func copyBytes(_ input: String, to output: String, comm: Communicator) throws {
-        var st = stat()
-        guard stat(input, &st) == 0 else { throw CellDataError("\(input): cannot stat (\(String(cString: strerror(errno))))") }
-        let size = Int(st.st_size)
+        // Inside `agreeing`: a rank whose stat fails must not leave the others in a collective.
+        let size = try agreeing(comm) { () -> Int in
+            var st = stat()
+            guard stat(input, &st) == 0 else { throw CellDataError("\(input): cannot stat (\(String(cString: strerror(errno))))") }
+            return Int(st.st_size)
+        }
         try agreeing(comm) {
             guard comm.rank == 0 else { return }
             let fd = open(output, O_CREAT | O_TRUNC | O_WRONLY, 0o644)
@@ -260,15 +263,7 @@ extension CellWriter {
         let plans = try graphs.map { try SparsePlan(rowPtr: $0.rows.rowPtr, rowIds: blockIds, nObs: n, rowRuns: rowRuns, comm: comm) }
         let unsReplaced = (req.uns.isEmpty ? [] : ["syncytium"]) + req.unsTop.map(\.0).filter { $0 != "syncytium" }
 
-        func failed(_ error: Error) throws -> Never {
-            let plain = comm.rank == 0 ? FileSystemCheck.diagnose(folderOf: path) ?? "" : ""
-            if comm.rank == 0 { unlink(tmp) }
-            let said = String(decoding: try comm.broadcast(array: Array(plain.utf8), root: 0), as: UTF8.self)
-            guard !said.isEmpty else { throw error }
-            var e = CellDataError("\(path): \(said) — \(error)")
-            e.agreedByAllRanks = true
-            throw e
-        }
+        func failed(_ error: Error) throws -> Never { try collectiveFailure(error, path: path, tmp: tmp, comm: comm) }
         let t0 = Communicator.time()
         do { try copyBytes(input, to: tmp, comm: comm) } catch { try failed(error) }
         let copySeconds = Communicator.time() - t0
@@ -356,22 +351,10 @@ extension CellWriter {
                     try writeUns(u, req.unsTop.filter { $0.0 != "syncytium" })
                 }()
                 try f.close()
-            } catch {
-                let plain = FileSystemCheck.diagnose(folderOf: path)
-                unlink(tmp)
-                if let plain { throw CellDataError("\(path): \(plain) — \(error)") }
-                throw CellDataError(file: path, object: "output", problem: "writing failed (\(error))",
-                                    fix: "check free space and permissions")
-            }
+            } catch { throw serialFailure(error, path: path, tmp: tmp) }
         }
-        try comm.barrier()
-        try agreeing(comm) {
-            guard comm.rank == 0 else { return }
-            if rename(tmp, path) != 0 {
-                unlink(tmp)
-                throw CellDataError(file: path, object: "output", problem: "cannot rename \(tmp) into place (\(String(cString: strerror(errno))))",
-                                    fix: "check the directory's permissions")
-            }
+        try renameIntoPlace(tmp: tmp, path: path, comm: comm)
+        if comm.rank == 0 {
             Logger(label: "syncytium.data").info("\(path): \(input) copied in \((copySeconds * 100).rounded() / 100) s, results added on its \(n) rows")
         }
     }

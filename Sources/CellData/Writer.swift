@@ -168,17 +168,7 @@ public enum CellWriter {
 
         // Phase A: all ranks, MPI-IO, collective writes of the numeric datasets. On failure the
         // temporary file is removed so no partial output is left behind.
-        do { try phaseA() } catch {
-            // Every rank is here (the phase's error is agreed): say in plain words what the file
-            // system refused, before the partial file is removed and frees its space.
-            let plain = comm.rank == 0 ? FileSystemCheck.diagnose(folderOf: path) ?? "" : ""
-            if comm.rank == 0 { unlink(tmp) }
-            let said = String(decoding: try comm.broadcast(array: Array(plain.utf8), root: 0), as: UTF8.self)
-            guard !said.isEmpty else { throw error }
-            var e = CellDataError("\(path): \(said) — \(error)")
-            e.agreedByAllRanks = true
-            throw e
-        }
+        do { try phaseA() } catch { try collectiveFailure(error, path: path, tmp: tmp, comm: comm) }
         func phaseA() throws { try agreeing(comm) {
             let f: H5File
             do { f = try H5File.create(tmp, communicator: comm) } catch {
@@ -239,14 +229,35 @@ public enum CellWriter {
                 try finish(tmp, s, gathered: gathered, hasClusters: hasClusters, nClusters: nClusters, dim: dim,
                            obsm: req.obsm.map(\.name), hasGraph: hasGraph, obsp: req.obsp.map(\.name), uns: req.uns,
                            unsTop: req.unsTop, includeX: req.includeX)
-            } catch {
-                let plain = FileSystemCheck.diagnose(folderOf: path)
-                unlink(tmp)
-                if let plain { throw CellDataError("\(path): \(plain) — \(error)") }
-                throw CellDataError(file: path, object: "output", problem: "writing failed (\(error))",
-                                    fix: "check free space and permissions")
-            }
+            } catch { throw serialFailure(error, path: path, tmp: tmp) }
         }
+        try renameIntoPlace(tmp: tmp, path: path, comm: comm)
+    }
+
+    /// A collective phase failed on some rank (the error is agreed, every rank is here): rank 0 says in
+    /// plain words what the file system refused, before the partial file is removed and frees its
+    /// space, and every rank throws the same message.
+    static func collectiveFailure(_ error: Error, path: String, tmp: String, comm: Communicator) throws -> Never {
+        let plain = comm.rank == 0 ? FileSystemCheck.diagnose(folderOf: path) ?? "" : ""
+        if comm.rank == 0 { unlink(tmp) }
+        let said = String(decoding: try comm.broadcast(array: Array(plain.utf8), root: 0), as: UTF8.self)
+        guard !said.isEmpty else { throw error }
+        var e = CellDataError("\(path): \(said) — \(error)")
+        e.agreedByAllRanks = true
+        throw e
+    }
+
+    /// Rank 0's serial phase failed: the partial file goes, and the error says why in plain words.
+    static func serialFailure(_ error: Error, path: String, tmp: String) -> Error {
+        let plain = FileSystemCheck.diagnose(folderOf: path)
+        unlink(tmp)
+        if let plain { return CellDataError("\(path): \(plain) — \(error)") }
+        return CellDataError(file: path, object: "output", problem: "writing failed (\(error))", fix: "check free space and permissions")
+    }
+
+    /// Collective: after every rank's part is written, rank 0 renames the temporary file into place
+    /// (atomic on one file system); a failure removes it and reaches every rank.
+    static func renameIntoPlace(tmp: String, path: String, comm: Communicator) throws {
         try comm.barrier()
         try agreeing(comm) {
             guard comm.rank == 0 else { return }

@@ -37,6 +37,11 @@ public enum ClusterRun {
         let t0 = Communicator.time()
         let data = try Dataset.load(spec.data, preprocess: spec.preprocess, comm: comm)
         log.info("\(spec.data.input): \(data.cells) cells × \(data.genes) genes on \(comm.size) rank(s)")
+        // The output will hold a copy of the input: room for it is checked now, not after training.
+        if let out = spec.output.path, !spec.output.resultsOnly,
+           try CellWriter.keepableInput(spec.data.input, data.shard, comm: comm) == nil {
+            try OutputCheck.verifySpace(output: out, keeping: spec.data.input, comm: comm)
+        }
         let entry = try spec.model.entry
         let runSpec = RunSpecs.yaml(spec)
         let members = spec.clustering.ensemble
@@ -179,7 +184,9 @@ public enum ClusterRun {
             try CellWriter.write(out, req, comm: comm)
             log.info("wrote \(out)")
             result.output = out
-            if let dir = spec.figures.plot { try drawFigures(out, dir: dir, spec: spec, comm: comm) }
+            // The layout of this run (an X_umap kept from the input would be another run's).
+            let basis = spec.figures.plotBasis ?? (req.obsm.contains { $0.name == "X_umap" } ? "X_umap" : "X_syncytium")
+            if let dir = spec.figures.plot { try drawFigures(out, dir: dir, basis: basis, spec: spec, comm: comm) }
         }
         return result
     }
@@ -198,12 +205,12 @@ public enum ClusterRun {
     }
 
     /// Collective: rank 0 draws the figures from the written output; the others wait for its outcome.
-    static func drawFigures(_ out: String, dir: String, spec: ClusterSpec, comm: Communicator) throws {
+    static func drawFigures(_ out: String, dir: String, basis: String, spec: ClusterSpec, comm: Communicator) throws {
         let failure = try agreeing(comm) { () -> String? in
             guard comm.rank == 0 else { return nil }
             do {
                 let t0 = Communicator.time()
-                let files = try RunFigures.write(file: out, directory: dir, basis: spec.figures.plotBasis,
+                let files = try RunFigures.write(file: out, directory: dir, basis: basis,
                                                  labelKey: spec.data.labelKey, seed: spec.seed)
                 log.info("figures (\(String(format: "%.2f", Communicator.time() - t0)) s): \(files.joined(separator: ", "))")
                 return nil

@@ -37,6 +37,24 @@ public enum OutputCheck {
     }
 }
 
+extension OutputCheck {
+    /// Collective, before training: the output keeps a copy of `input`, so its folder must have at least
+    /// the input's size free (the results are small beside it). Skipped where the file system cannot say.
+    public static func verifySpace(output: String, keeping input: String, comm: Communicator) throws {
+        try agreeing(comm) {
+            guard comm.rank == 0 else { return }
+            var st = stat(), fs = statvfs()
+            let dir = URL(fileURLWithPath: output).deletingLastPathComponent().path
+            guard stat(input, &st) == 0, statvfs(dir, &fs) == 0 else { return }
+            let free = Int64(fs.f_bavail) * Int64(fs.f_frsize), need = Int64(st.st_size)
+            if free < need {
+                func gb(_ b: Int64) -> String { b >= 1_000_000_000 ? String(format: "%.1f GB", Double(b) / 1e9) : String(format: "%.1f MB", Double(b) / 1e6) }
+                throw CellDataError("\(output): \(dir) has \(gb(free)) free, and the output keeps a copy of the input (\(gb(need))); free space, write elsewhere, or pass --results-only")
+            }
+        }
+    }
+}
+
 /// ARI, NMI and ACC of clusterings against reference labels (labels < 0 ignored).
 public struct Scores: Sendable, Codable, Equatable {
     public var ari: Double

@@ -32,7 +32,7 @@ public struct SCNAMEHyperparameters: ModelHyperparameters, Equatable {
     public var ridge: Float = 1.0
     @Setting("Pretraining epochs (reference 500; null: by data size, 40 up to 50,000 cells, then a budget of 2,000,000 cells per phase, at least 2).", min: 0)
     public var pretrainEpochs: Int? = nil
-    @Setting("Maximum fine-tuning epochs (reference 1000; null: as pretrain_epochs).", min: 0)
+    @Setting("Maximum fine-tuning epochs (reference 1000; null: by data size, as pretrain_epochs' default).", min: 0)
     public var epochs: Int? = nil
     @Setting("Fine-tuning epochs between label-change checks (reference 50).", min: 1)
     public var updateEpoch = 5

@@ -220,25 +220,7 @@ extension Tape {
             }
         }
         try comm.allreduce(&acc, op: .sum)
-        let grad = alloc(max(bLocal, 1), d)
-        var total = 0.0
-        for i in 0..<bLocal {
-            let q = myOffset + i
-            let den = max(acc[q * width], 1e-300), num = max(acc[q * width + 1], 1e-300)
-            total += Foundation.log(den) - Foundation.log(num)
-            for t in 0..<d {
-                grad.pointer[i * d + t] = Float(Double(invT) * (acc[q * width + 2 + t] / den - acc[q * width + 2 + d + t] / num))
-            }
-        }
-        let out = alloc(1, 1)
-        out.pointer[0] = Float(total / Double(max(bLocal, 1)))
-        let invB = 1 / Float(max(bLocal, 1))
-        return push(out, requiresGrad: requiresGrad(zTilde) && bLocal > 0) { t, go in
-            guard let (gz, beta) = t.gradTarget(zTilde) else { return }
-            let s = go.pointer[0] * invB
-            let dst = gz.pointer, src = grad.pointer
-            if beta == 0 { for e in 0..<gz.count { dst[e] = s * src[e] } } else { for e in 0..<gz.count { dst[e] += s * src[e] } }
-        }
+        return neighbourLossFromSums(zTilde, acc: acc, width: width, rows: bLocal, offset: myOffset, dim: d, invT: invT)
     }
 }
 
@@ -317,6 +299,14 @@ extension Tape {
             }
         }
         try comm.allreduce(&acc, op: .sum)
+        return neighbourLossFromSums(zTilde, acc: acc, width: width, rows: bLocal, offset: myOffset, dim: d, invT: invT)
+    }
+
+    /// −log(num/den) per local query from the allreduced per-query sums [den, num, Gden (d), Gnum (d)]
+    /// (the gathered batch's rows `offset..<offset+rows` are this rank's), mean over the local rows, and
+    /// its gradient (1/T)(Gden/den − Gnum/num) on the tape. Shared by both forms of the loss.
+    func neighbourLossFromSums(_ zTilde: Var, acc: [Double], width: Int, rows bLocal: Int, offset myOffset: Int,
+                               dim d: Int, invT: Float) -> Var {
         let grad = alloc(max(bLocal, 1), d)
         var total = 0.0
         for i in 0..<bLocal {
