@@ -10,11 +10,8 @@ import TensorCore
 
 func layoutChecks(comm: Communicator, expect: (Bool, String) -> Void) throws {
     let n = 1000, dim = 12, groups = 5
-    let weights = (0..<comm.size).map { $0 + 1 }, total = weights.reduce(0, +)
-    var bounds = [0]
-    for w in weights { bounds.append(min(n, bounds.last! + n * w / total)) }
-    bounds[comm.size] = n
-    let range = bounds[comm.rank]..<bounds[comm.rank + 1]
+    let split = unevenLayout(n, ranks: comm.size), bounds = split.offsets + [n]
+    let range = split.range(of: comm.rank)
     func layoutOf(_ range: Range<Int>, _ c: Communicator) throws -> (y: [Float], knn: GraphShard, layout: RowLayout) {
         let (x, _) = SyntheticEmbeddings.rows(range, dim: dim, clusters: groups, spread: 2, seed: 21)
         let knn = try ExactKNN.build(x, k: 14, comm: c)

@@ -8,10 +8,7 @@ import TensorCore
 func leidenChecks(comm: Communicator, expect: (Bool, String) -> Void) throws {
     let n = 3000, dim = 10, groups = 8
     // An uneven split: rank r gets a share proportional to r + 1.
-    let weights = (0..<comm.size).map { $0 + 1 }, total = weights.reduce(0, +)
-    var bounds = [0]
-    for w in weights { bounds.append(min(n, bounds.last! + n * w / total)) }
-    bounds[comm.size] = n
+    let split = unevenLayout(n, ranks: comm.size), bounds = split.offsets + [n]
     let range = bounds[comm.rank]..<bounds[comm.rank + 1]
     // Overlapping blobs (spread 2.5 around centres of scale 4), so the partition is not trivial.
     let (x, _) = SyntheticEmbeddings.rows(range, dim: dim, clusters: groups, spread: 2.5, seed: 11)

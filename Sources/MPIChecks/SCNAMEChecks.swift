@@ -11,10 +11,7 @@ import TensorCore
 func scnameSampledLossChecks(comm: Communicator, expect: (Bool, String) -> Void) throws {
     let p = comm.size, r = comm.rank
     let n = 37, d = 5, k = 4, m = 23
-    let weight = p * (p + 1) / 2
-    var counts = (0..<p).map { n * ($0 + 1) / weight }
-    counts[p - 1] += n - counts.reduce(0, +)
-    let layout = RowLayout(counts: counts)
+    let layout = unevenLayout(n, ranks: p)
     func unitRow(_ g: Int) -> [Float] {
         var rng = RandomStream(seed: 61, purpose: .custom("scname-check-bank")).split(UInt64(g))
         let v = (0..<d).map { _ in rng.uniform(-1, 1) }

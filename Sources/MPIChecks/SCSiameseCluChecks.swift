@@ -12,10 +12,7 @@ import TensorCore
 func scSiameseCluChecks(comm: Communicator, expect: (Bool, String) -> Void) throws {
     let p = comm.size, r = comm.rank
     let n = 31, w = 4, d = 3, k = 4
-    let weight = p * (p + 1) / 2
-    var counts = (0..<p).map { n * ($0 + 1) / weight }
-    counts[p - 1] += n - counts.reduce(0, +)
-    let layout = RowLayout(counts: counts), all = RowLayout(counts: [n])
+    let layout = unevenLayout(n, ranks: p), all = RowLayout(counts: [n])
     let lo = layout.offsets[r], mine = layout.range(of: r)
 
     func rows(_ ids: Range<Int>, _ width: Int, _ tag: String) -> Tensor {
