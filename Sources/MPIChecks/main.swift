@@ -86,52 +86,34 @@ var failed = 0
 
 let r = comm.rank, p = comm.size
 
-// The distributed graph layers only (launch/tests.d/70-scdefr): N ranks vs one, and finite differences.
-if args.contains("--graph-layers") {
-    run("distributed graph layers = single rank") { try graphLayerChecks(comm: comm, expect: { expect($0, $1) }) }
+// Single-suite modes: `flag` runs one group of checks, prints "NAME (np=N): P passed, F failed" and
+// exits (0 only when nothing failed on any rank).
+@MainActor func runOnly(_ flag: String, _ name: String, _ title: String, _ body: () throws -> Void) {
+    guard args.contains(flag) else { return }
+    run(title, body)
     let totals = comm.orAbort { try comm.allreduce(value: Int64(passed), op: .sum) }
     let failures = comm.orAbort { try comm.allreduce(value: Int64(failed), op: .sum) }
-    if r == 0 { print("mpi-graph-layers (np=\(p)): \(totals) passed, \(failures) failed") }
+    if r == 0 { print("\(name) (np=\(p)): \(totals) passed, \(failures) failed") }
     comm.finalize()
     exit(failures == 0 ? 0 : 1)
+}
+// The distributed graph layers only (launch/tests.d/70-scdefr): N ranks vs one, and finite differences.
+runOnly("--graph-layers", "mpi-graph-layers", "distributed graph layers = single rank") {
+    try graphLayerChecks(comm: comm, expect: { expect($0, $1) })
 }
 // Leiden on a kNN graph built by the distributed pipeline (--leiden; launch/tests.d/45-leiden runs it
 // on 1 and 3 ranks and compares the printed label digests): the distributed run equals igraph on the
 // gathered graph, on any rank count.
-if args.contains("--leiden") {
-    run("distributed Leiden") { try leidenChecks(comm: comm, expect: { expect($0, $1) }) }
-    let totals = comm.orAbort { try comm.allreduce(value: Int64(passed), op: .sum) }
-    let failures = comm.orAbort { try comm.allreduce(value: Int64(failed), op: .sum) }
-    if r == 0 { print("mpi-leiden (np=\(p)): \(totals) passed, \(failures) failed") }
-    comm.finalize()
-    exit(failures == 0 ? 0 : 1)
-}
+runOnly("--leiden", "mpi-leiden", "distributed Leiden") { try leidenChecks(comm: comm, expect: { expect($0, $1) }) }
 // The UMAP layout on N ranks = one rank, bit for bit (--layout; launch/tests.d/46-layout runs it on 3 ranks).
-if args.contains("--layout") {
-    run("distributed UMAP layout = single rank") { try layoutChecks(comm: comm, expect: { expect($0, $1) }) }
-    let totals = comm.orAbort { try comm.allreduce(value: Int64(passed), op: .sum) }
-    let failures = comm.orAbort { try comm.allreduce(value: Int64(failed), op: .sum) }
-    if r == 0 { print("mpi-layout (np=\(p)): \(totals) passed, \(failures) failed") }
-    comm.finalize()
-    exit(failures == 0 ? 0 : 1)
-}
+runOnly("--layout", "mpi-layout", "distributed UMAP layout = single rank") { try layoutChecks(comm: comm, expect: { expect($0, $1) }) }
 // Input rows carried through cell filtering and redistribution (--source-rows; launch/tests.d/48-output).
-if args.contains("--source-rows") {
-    run("source rows through filter + redistribute") { try sourceRowChecks(comm: comm, expect: { expect($0, $1) }) }
-    let totals = comm.orAbort { try comm.allreduce(value: Int64(passed), op: .sum) }
-    let failures = comm.orAbort { try comm.allreduce(value: Int64(failed), op: .sum) }
-    if r == 0 { print("mpi-source-rows (np=\(p)): \(totals) passed, \(failures) failed") }
-    comm.finalize()
-    exit(failures == 0 ? 0 : 1)
+runOnly("--source-rows", "mpi-source-rows", "source rows through filter + redistribute") {
+    try sourceRowChecks(comm: comm, expect: { expect($0, $1) })
 }
 // scSiameseClu's communicating ops only (launch/tests.d/70-scsiameseclu): N ranks vs one.
-if args.contains("--scsiameseclu") {
-    run("scsiameseclu ops = single rank") { try scSiameseCluChecks(comm: comm, expect: { expect($0, $1) }) }
-    let totals = comm.orAbort { try comm.allreduce(value: Int64(passed), op: .sum) }
-    let failures = comm.orAbort { try comm.allreduce(value: Int64(failed), op: .sum) }
-    if r == 0 { print("mpi-scsiameseclu (np=\(p)): \(totals) passed, \(failures) failed") }
-    comm.finalize()
-    exit(failures == 0 ? 0 : 1)
+runOnly("--scsiameseclu", "mpi-scsiameseclu", "scsiameseclu ops = single rank") {
+    try scSiameseCluChecks(comm: comm, expect: { expect($0, $1) })
 }
 if args.contains("--checked") {
     // Every collective below runs through the signature check and stall watchdog: they must not
