@@ -35,6 +35,7 @@ public enum ClusterRun {
             try OutputCheck.verify(output: out, input: spec.data.input, overwriteInput: spec.output.overwriteInput, comm: comm)
         }
         let t0 = Communicator.time()
+        var clock = StageClock()
         let data = try Dataset.load(spec.data, preprocess: spec.preprocess, comm: comm)
         log.info("\(spec.data.input): \(data.cells) cells × \(data.genes) genes on \(comm.size) rank(s)")
         // The output will hold a copy of the input: room for it is checked now, not after training.
@@ -42,6 +43,7 @@ public enum ClusterRun {
            try CellWriter.keepableInput(spec.data.input, data.shard, comm: comm) == nil {
             try OutputCheck.verifySpace(output: out, keeping: spec.data.input, comm: comm)
         }
+        try clock.mark("read + preprocess", comm: comm)
         let entry = try spec.model.entry
         let runSpec = RunSpecs.yaml(spec)
         let members = spec.clustering.ensemble
@@ -53,16 +55,19 @@ public enum ClusterRun {
             let seed = spec.seed &+ UInt64(member)
             let context = ModelContext(seed: seed, clusters: spec.clustering.clusters.count, maxClusters: spec.clustering.maxClusters)
             let model = try entry.make(input: data, hyperparameters: spec.model.hyperparameters, context: context, comm: comm)
+            try clock.mark("model setup", comm: comm)
             var config = spec.trainer
             if members > 1, let dir = config.checkpointDir { config.checkpointDir = "\(dir)/member-\(member)" }
             if members > 1 { log.info("ensemble member \(member + 1) of \(members), seed \(seed)") }
             let (trainer, outcome) = try train(model, config: config, seed: seed, runSpec: runSpec, data: data, comm: comm)
+            try clock.mark("train", comm: comm)
             if case .stopped = outcome {
                 return ClusterResult(completed: false, clusters: 0, epochs: trainer.epoch, seconds: Communicator.time() - t0,
                                      scores: nil, pretrainedScores: nil, report: [], output: nil, assignment: [],
                                      embedding: Tensor(rows: 0, cols: 0))
             }
             embeddings.append(try model.embedding(comm: comm))
+            try clock.mark("embedding", comm: comm)
             if first == nil { first = (model, trainer) }
         }
         let (model, trainer) = first!
@@ -78,6 +83,7 @@ public enum ClusterRun {
                 log.warning("clustering.neighbors = \(kn) for \(data.cells) cells: no kNN graph written")
             } else {
                 graph = try EmbeddingGraph.build(z, k: kn, method: spec.clustering.neighborsMethod, seed: spec.seed, comm: comm)
+                try clock.mark("kNN graph", comm: comm)
             }
         }
         var leiden: LeidenOutcome?
@@ -123,6 +129,7 @@ public enum ClusterRun {
                 pretrained = try Scores.compute(truth: labels, pred: initial, comm: comm)
             }
         }
+        try clock.mark("cluster", comm: comm)
         var result = ClusterResult(completed: true, clusters: k ?? 0, epochs: trainer.epoch, seconds: seconds, scores: scores,
                                    pretrainedScores: pretrained, report: model.report, leiden: leiden, output: nil, assignment: pred,
                                    embedding: z)
@@ -155,6 +162,7 @@ public enum ClusterRun {
                 req.obsm.append((name: "X_umap", values: u.coordinates, width: 2))
                 req.unsTop.append(("umap", u.uns(seed: spec.seed)))
                 umap = u
+                try clock.mark("layout", comm: comm)
             } else if spec.clustering.layout == .umap {
                 log.info("no kNN graph (clustering.neighbors): no UMAP layout written")
             }
@@ -181,13 +189,20 @@ public enum ClusterRun {
             req.uns = [("version", .string(SyncytiumInfo.version)), ("model", .string(entry.name)), ("spec", RunSpecs.uns(spec)),
                        ("spec_yaml", .string(runSpec)), ("metrics", .dict(metrics)), ("ranks", .integer(Int64(comm.size)))]
             if let h = epochHistory(trainer) { req.uns.append(("history", h)) }
+            // The stages up to the layout (the file is written after its uns: write's own time is in the log).
+            req.uns.append(("stages", clock.uns))
             try CellWriter.write(out, req, comm: comm)
+            try clock.mark("write", comm: comm)
             log.info("wrote \(out)")
             result.output = out
             // The layout of this run (an X_umap kept from the input would be another run's).
             let basis = spec.figures.plotBasis ?? (req.obsm.contains { $0.name == "X_umap" } ? "X_umap" : "X_syncytium")
-            if let dir = spec.figures.plot { try drawFigures(out, dir: dir, basis: basis, spec: spec, comm: comm) }
+            if let dir = spec.figures.plot {
+                try drawFigures(out, dir: dir, basis: basis, spec: spec, comm: comm)
+                try clock.mark("figures", comm: comm)
+            }
         }
+        for line in clock.lines(ranks: comm.size) { log.info("\(line)") }
         return result
     }
 

@@ -68,7 +68,7 @@ struct BenchIO: ParsableCommand {
                 times.append(try comm.allreduce(value: dt, op: .max))
             }
             let s = shard!
-            let peak = processMemory().peak
+            let peak = ProcessMemory.read().peak
             let mine = RankLine(rank: comm.rank, rows: s.localRows, nnz: s.localNNZ, shardBytes: s.matrixBytes,
                                 peakRSSBytes: peak, baselineRSSBytes: baseline)
             let lines = try comm.allgatherCodable(mine)

@@ -70,7 +70,7 @@ struct BenchKNN: ParsableCommand {
                 let total = try comm.allreduce(value: Int64(hits), op: .sum)
                 recall = Double(total) / Double(cells * k)
             }
-            let rss = try comm.allreduce(value: Double(processMemory().peak) / 1_048_576, op: .max)
+            let rss = try comm.allreduce(value: Double(ProcessMemory.read().peak) / 1_048_576, op: .max)
             guard comm.rank == 0 else { return }
             let ex = exactTimes.isEmpty ? nil : median(exactTimes)
             let gm = gemmTimes.isEmpty ? nil : median(gemmTimes)

@@ -53,7 +53,7 @@ struct BenchLayout: ParsableCommand {
             let y = try UMAPLayout(seed: seed, epochs: run).run(graph, embedding: x, layout: layout, comm: comm)
             let seconds = try comm.allreduce(value: Communicator.time() - t0, op: .max)
             precondition(y.allSatisfy(\.isFinite))
-            let rss = try comm.allreduce(value: Double(processMemory().peak) / 1_048_576, op: .max)
+            let rss = try comm.allreduce(value: Double(ProcessMemory.read().peak) / 1_048_576, op: .max)
             guard comm.rank == 0 else { return }
             let out = Output(ranks: comm.size, cells: cells, dim: dim, k: k, edges: Int(edges), graphSeconds: graphSeconds,
                              epochsRun: run, defaultEpochs: full, layoutSeconds: seconds,

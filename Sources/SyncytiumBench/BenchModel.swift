@@ -134,7 +134,7 @@ extension BenchModel {
                 + "  step \(fmt(ms, 2)) ms  →  \(Int(Double(b) / (ms / 1000))) cells/s per rank\n"
                 + "  raw sgemm of the same GEMMs \(fmt(rawMs, 2)) ms (\(fmt(flops / (rawMs / 1000) / 1e9, 1)) GFLOP/s)"
                 + "  →  sgemm-bound limit \(Int(Double(b) / (rawMs / 1000))) cells/s; step / sgemm = \(fmt(ms / rawMs, 3))\n"
-                + "  peak resident memory of rank \(comm.rank): \(peakResidentMiB()) MiB\n"
+                + "  peak resident memory of rank \(comm.rank): \(ProcessMemory.read().peak / 1_048_576) MiB\n"
         }
         if comm.rank == 0 { print(out, terminator: "") }
     }
@@ -167,11 +167,3 @@ func stepsAgainstSgemm(_ trainer: Trainer, shapes: [(Int, Int, Int)], warmup: In
     return (median(stepT) * 1000, median(rawT) * 1000, flops)
 }
 
-/// VmHWM of this process (Linux), MiB; 0 where /proc is not available.
-func peakResidentMiB() -> Int {
-    guard let s = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
-          let line = s.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }) else { return 0 }
-    // "VmHWM:\t 1234 kB", with a tab and as many spaces as the number leaves (none at 7 digits).
-    let kb = line.split(whereSeparator: { $0 == " " || $0 == "\t" }).dropFirst().lazy.compactMap { Int($0) }.first ?? 0
-    return kb / 1024
-}

@@ -6,19 +6,6 @@ import Foundation
 import NN
 import TensorCore
 
-/// VmRSS and VmHWM (peak) of this process in bytes, from /proc/self/status (0 where unavailable).
-func processMemory() -> (rss: Int, peak: Int) {
-    guard let s = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return (0, 0) }
-    var rss = 0, peak = 0
-    for line in s.split(separator: "\n") {
-        let parts = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
-        guard parts.count >= 2, let kb = Int(parts[1]) else { continue }
-        if parts[0] == "VmRSS:" { rss = kb * 1024 }
-        if parts[0] == "VmHWM:" { peak = kb * 1024 }
-    }
-    return (rss, peak)
-}
-
 struct BenchStep: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "step",
@@ -146,7 +133,7 @@ struct BenchStep: ParsableCommand {
         let shapes = GemmShape.trainingStep(widths: widths, batch: batch, inputNeedsGrad: model == .linear)
         let raw = RawGemmRunner(shapes)
         for _ in 0..<warmup { try step(); _ = raw.runAll() }
-        let memWarm = processMemory()
+        let memWarm = ProcessMemory.read()
         var stepTimes: [Double] = [], rawTimes: [Double] = []
         var fT: [Double] = [], bT: [Double] = [], oT: [Double] = []
         stepTimes.reserveCapacity(steps); rawTimes.reserveCapacity(steps); fT.reserveCapacity(steps); bT.reserveCapacity(steps); oT.reserveCapacity(steps)
@@ -155,7 +142,7 @@ struct BenchStep: ParsableCommand {
             fT.append(parts.f); bT.append(parts.b); oT.append(parts.o)
             rawTimes.append(raw.runAll())
         }
-        let memEnd = processMemory()
+        let memEnd = ProcessMemory.read()
         let sMed = median(stepTimes), rMed = median(rawTimes)
         let mib = 1.0 / Double(1 << 20)
         let out = Output(
