@@ -76,8 +76,9 @@ public enum ClusterRun {
         var pred: [Int32]
         let method = spec.clustering.clusterMethod
         // scanpy's neighbours on the embedding (obsp + uns), and Leiden on them when asked for.
+        // Built only when something uses it: the output file (obsp, the layout) or Leiden.
         var graph: EmbeddingGraph?
-        if let kn = spec.clustering.neighbors {
+        if let kn = spec.clustering.neighbors, spec.output.path != nil || method == .leiden {
             // Fewer cells than neighbours + 1: no graph (an error only when Leiden needs it).
             if kn >= data.cells && method != .leiden {
                 log.warning("clustering.neighbors = \(kn) for \(data.cells) cells: no kNN graph written")
