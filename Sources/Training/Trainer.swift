@@ -87,8 +87,9 @@ public final class Trainer {
     public private(set) var timings = StepTimings()
     /// Global mean loss of each step run (rank-independent).
     public private(set) var lossHistory: [Double] = []
-    /// Per epoch run in this process: the global mean loss and terms over its steps (an epoch resumed
-    /// mid-way counts the steps run since the resume).
+    /// Per epoch: the global mean loss and terms over its steps. Kept in checkpoints ("history"), so a
+    /// resumed run holds the epochs before the stop too; an epoch resumed mid-way counts the steps run
+    /// since the resume.
     public private(set) var epochHistory: [(epoch: Int, loss: Double, terms: [Double])] = []
     public var producer = "syncytium"
     /// Set (identically on every rank) by a task's `epochDidEnd` to end the run as completed after
@@ -163,6 +164,10 @@ public final class Trainer {
             Logger(label: "syncytium.training").info("resuming from \(ck.lastPathComponent), written by \(meta.ranks) rank(s), on \(comm.size): per-cell state is re-sharded")
         }
         try task.restore(from: ck, meta: meta)
+        // Checkpoints written before the history was kept have none: the history then starts here.
+        let historyFile = ck.appendingPathComponent("history.bin").path
+        epochHistory = FileManager.default.fileExists(atPath: historyFile)
+            ? try Trainer.decodeHistory(Checkpoint.readBlob(ck, "history"), checkpoint: ck) : []
         resumedFrom = ck
     }
 
@@ -174,10 +179,36 @@ public final class Trainer {
         let meta = CheckpointMeta(producer: producer, config: plan.runSpec, epoch: epoch, stepInEpoch: stepInEpoch,
                                   globalStep: globalStep, ranks: comm.size, seed: plan.seed)
         try reducer.gatherOptimizerState(optimizer)
-        let blobs = comm.rank == 0 ? ["parameters": task.store.serialized(), "optimizer": optimizer.stateBlob()] : [:]
+        let blobs = comm.rank == 0 ? ["parameters": task.store.serialized(), "optimizer": optimizer.stateBlob(),
+                                      "history": Trainer.encodeHistory(epochHistory)] : [:]
         try Checkpoint.write(to: dir, meta: meta, blobs: blobs, shards: task.checkpointShards(),
                              keep: config.keepCheckpoints, comm: comm)
         return dir.appendingPathComponent("ckpt-\(globalStep)")
+    }
+
+    /// The epoch history as little-endian float64s: count, then per epoch (epoch, loss, term count, terms…).
+    static func encodeHistory(_ h: [(epoch: Int, loss: Double, terms: [Double])]) -> [UInt8] {
+        var v: [Double] = [Double(h.count)]
+        for e in h { v += [Double(e.epoch), e.loss, Double(e.terms.count)] + e.terms }
+        return v.flatMap { withUnsafeBytes(of: $0.bitPattern.littleEndian) { Array($0) } }
+    }
+
+    static func decodeHistory(_ bytes: [UInt8], checkpoint: URL) throws -> [(epoch: Int, loss: Double, terms: [Double])] {
+        let bad = CheckpointError(description: "\(checkpoint.path)/history.bin: damaged")
+        guard bytes.count % 8 == 0 else { throw bad }
+        let v = (0..<(bytes.count / 8)).map { i in
+            Double(bitPattern: bytes[(i * 8)..<(i * 8 + 8)].reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) })
+        }
+        guard let n = v.first, n >= 0, n == n.rounded() else { throw bad }
+        var out: [(epoch: Int, loss: Double, terms: [Double])] = [], at = 1
+        for _ in 0..<Int(n) {
+            guard at + 3 <= v.count, v[at + 2] >= 0, at + 3 + Int(v[at + 2]) <= v.count else { throw bad }
+            let t = Int(v[at + 2])
+            out.append((Int(v[at]), v[at + 1], Array(v[(at + 3)..<(at + 3 + t)])))
+            at += 3 + t
+        }
+        guard at == v.count else { throw bad }
+        return out
     }
 
     // MARK: the loop

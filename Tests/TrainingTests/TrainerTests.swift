@@ -1,6 +1,7 @@
 // The Trainer itself on one rank: gradient accumulation, clipping, schedules, the optimiser choice,
 // stopping at max_steps. (Each reduction strategy against a single-rank run: MPIChecks, under mpirun.)
 import Collectives
+import Foundation
 import NN
 import TensorCore
 import TestSupport
@@ -105,5 +106,33 @@ final class TrainerTests: XCTestCase {
             XCTAssertEqual(h.terms.count, t.task.lossTermNames.count)
         }
         XCTAssertLessThan(t.epochHistory.last!.loss, t.epochHistory.first!.loss)
+    }
+
+    /// The epoch history travels in checkpoints: stopped after 2 of 4 epochs and resumed, the run's
+    /// history holds all four epochs, bit for bit the uninterrupted run's.
+    func testEpochHistorySurvivesAResume() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("history-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let (whole, _) = try trainer({ _ in }, epochs: 4)
+        XCTAssertEqual(try whole.run(), .completed)
+        let spe = whole.stepsPerEpoch
+        let (first, _) = try trainer({ $0.checkpointDir = dir.path; $0.maxSteps = 2 * spe }, epochs: 4)
+        XCTAssertEqual(try first.run(), .completed)
+        XCTAssertEqual(first.epochHistory.map(\.epoch), [0, 1])
+        let (resumed, _) = try trainer({ $0.checkpointDir = dir.path }, epochs: 4)
+        XCTAssertNotNil(try resumed.resumeIfPossible())
+        XCTAssertEqual(resumed.epochHistory.map(\.epoch), [0, 1], "restored from the checkpoint")
+        XCTAssertEqual(try resumed.run(), .completed)
+        XCTAssertEqual(resumed.epochHistory.map(\.epoch), [0, 1, 2, 3])
+        for (a, b) in zip(resumed.epochHistory, whole.epochHistory) {
+            XCTAssertEqual(a.loss.bitPattern, b.loss.bitPattern, "epoch \(a.epoch)")
+            XCTAssertEqual(a.terms.map(\.bitPattern), b.terms.map(\.bitPattern), "epoch \(a.epoch)")
+        }
+        // A damaged history is an error naming the file, not a silently shorter history.
+        let h: [(epoch: Int, loss: Double, terms: [Double])] = [(0, 1.5, [0.25, -2]), (1, 0.75, [])]
+        let bytes = Trainer.encodeHistory(h)
+        let back = try Trainer.decodeHistory(bytes, checkpoint: dir)
+        XCTAssertEqual(back.map(\.epoch), [0, 1]); XCTAssertEqual(back.map(\.loss), [1.5, 0.75]); XCTAssertEqual(back[0].terms, [0.25, -2])
+        XCTAssertThrowsError(try Trainer.decodeHistory(Array(bytes.dropLast(8)), checkpoint: dir))
     }
 }
