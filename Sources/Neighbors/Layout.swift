@@ -39,7 +39,8 @@
 // touch nearly every cell each epoch, so a halo of them would be as large as the whole layout plus
 // the request lists. Each sub-epoch therefore allgathers the 2-D positions: 2 floats per cell (8 MB
 // at 1M cells on every rank, next to the kNN graph's ~20 edges × 12 bytes per cell); the traffic is
-// 8 MB per sub-epoch, small against the O(edges × 6) random reads of the epoch's work.
+// 8 MB per sub-epoch, small against the O(edges × 6) random reads of the epoch's work at 10^6 cells; it does not
+// shrink with P, so at 10^8 on hundreds of ranks it matches the compute (docs/SCALING.md, Limits 5).
 import Collectives
 import Foundation
 import TensorCore

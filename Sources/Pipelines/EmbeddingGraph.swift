@@ -26,7 +26,8 @@ struct EmbeddingGraph {
                 throw SettingsErrorText("clustering.neighbors: \(k) neighbours for \(layout.total) cells; pick 1 ≤ k < the number of cells")
             }
         }
-        let knn = method == .exact ? try ExactKNN.build(z, k: k, comm: comm) : try ApproximateKNN(seed: seed).build(z, k: k, comm: comm)
+        let knn = method.resolved(cells: layout.total) == .exact ? try ExactKNN.build(z, k: k, comm: comm)
+                                                                 : try ApproximateKNN(seed: seed).build(z, k: k, comm: comm)
         let conn = try Connectivities.umap(knn, layout: layout, comm: comm)
         return EmbeddingGraph(connectivities: conn, distances: GraphShard(knn: knn), layout: layout, k: k)
     }

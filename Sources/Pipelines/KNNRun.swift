@@ -34,7 +34,8 @@ public enum KNNRun {
                                     seed: spec.seed, comm: comm)
         let x = Tensor(rows: s.localRows, cols: pc.nComps, values: pc.scores)
         let tg = Communicator.time()
-        let knn = spec.knn.method == .exact ? try ExactKNN.build(x, k: k, comm: comm)
+        let method = spec.knn.method.resolved(cells: s.nObs)
+        let knn = method == .exact ? try ExactKNN.build(x, k: k, comm: comm)
                                             : try ApproximateKNN(seed: spec.seed).build(x, k: k, comm: comm)
         let layout = try RowLayout(comm: comm, localCount: s.localRows)
         let conn = spec.knn.weights == .umap ? try Connectivities.umap(knn, layout: layout, comm: comm)
@@ -43,7 +44,7 @@ public enum KNNRun {
         var req = WriteRequest(shard: s)
         req.embedding = pc.scores; req.embeddingDim = pc.nComps
         req.graph = ResultGraph(connectivities: conn.sparseRows, distances: GraphShard(knn: knn).sparseRows)
-        var out = KNNRunResult(output: spec.output.path, cells: s.nObs, neighbors: k, method: spec.knn.method.rawValue, seconds: 0,
+        var out = KNNRunResult(output: spec.output.path, cells: s.nObs, neighbors: k, method: method.rawValue, seconds: 0,
                             graphSeconds: graphSeconds, kmeansK: nil, kmeansInertia: nil, ari: nil, nmi: nil)
         var metrics: [(String, UnsValue)] = [("graph_seconds", .number(graphSeconds))]
         if let kspec = spec.clustering.kmeans {

@@ -61,8 +61,8 @@ public struct ClusteringSettings: SettingsSection, Equatable {
     public var resolution: Double? = nil
     @Setting("Neighbours per cell of the kNN graph on the embedding written to obsp as scanpy's sc.pp.neighbors does (n_neighbors = this + 1, the cell itself; null: no graph, not allowed with leiden).", min: 1)
     public var neighbors: Int? = 14
-    @Setting("How that kNN graph is searched: exact (GEMM blocks in a ring of ranks) or approximate (distributed IVF).")
-    public var neighborsMethod = KNNMethod.exact
+    @Setting("How that kNN graph is searched: exact (GEMM blocks in a ring of ranks), approximate (distributed IVF), or auto (exact up to 100,000 cells, approximate above).")
+    public var neighborsMethod = KNNMethod.auto
     @Setting("2-D layout of the kNN graph written to obsm['X_umap'] and uns['umap'] as scanpy's sc.tl.umap does: umap (UMAP's fuzzy-set cross-entropy by SGD with negative sampling, min_dist 0.5, spread 1, as sc.tl.umap) or none. Needs the kNN graph (neighbors).")
     public var layout = LayoutMethod.umap
     @Setting("Epochs of the UMAP layout (null: umap-learn's default, 500 for ≤ 10 000 cells, else 200; unused with layout none).", min: 1)
@@ -177,7 +177,14 @@ public struct TrainSpec: SettingsSection {
     public init() {}
 }
 
-public enum KNNMethod: String, SettingChoice { case exact, approximate }
+public enum KNNMethod: String, SettingChoice {
+    case auto, exact, approximate
+    /// auto: exact up to `exactLimit` cells, approximate above (the exact search's time grows as N²).
+    public func resolved(cells: Int) -> KNNMethod {
+        self == .auto ? (cells <= KNNMethod.exactLimit ? .exact : .approximate) : self
+    }
+    public static let exactLimit = 100_000
+}
 public enum EdgeWeights: String, SettingChoice { case umap, gauss }
 public enum ClusterCountEstimator: String, SettingChoice { case spectral, silhouette }
 
@@ -189,8 +196,8 @@ public struct KNNSettings: SettingsSection, Equatable {
     public var pca = 50
     @Setting("Clip scaled values to ±this before the PCA.", min: 0)
     public var maxValue: Float = 10
-    @Setting("exact (GEMM blocks in a ring of ranks) or approximate (distributed IVF).")
-    public var method = KNNMethod.exact
+    @Setting("exact (GEMM blocks in a ring of ranks), approximate (distributed IVF), or auto (exact up to 100,000 cells, approximate above).")
+    public var method = KNNMethod.auto
     @Setting("Edge weights: umap (scanpy's default) or gauss.")
     public var weights = EdgeWeights.umap
     public init() {}

@@ -183,6 +183,18 @@ final class SpecTests: XCTestCase {
         XCTAssertEqual(p.output.path, "b.h5ad"); XCTAssertEqual(p.scaled.pca, 30)
     }
 
+    /// The kNN graphs' default search: exact up to KNNMethod.exactLimit cells, approximate above; an
+    /// explicit choice is kept at any size.
+    func testAutoKNNMethodSwitchesAtItsLimit() throws {
+        XCTAssertEqual(ClusterSpec().clustering.neighborsMethod, .auto)
+        XCTAssertEqual(KNNSpec().knn.method, .auto)
+        let limit = KNNMethod.exactLimit
+        XCTAssertEqual(KNNMethod.auto.resolved(cells: limit), .exact)
+        XCTAssertEqual(KNNMethod.auto.resolved(cells: limit + 1), .approximate)
+        XCTAssertEqual(KNNMethod.exact.resolved(cells: 10 * limit), .exact)
+        XCTAssertEqual(KNNMethod.approximate.resolved(cells: 10), .approximate)
+    }
+
     func testReferenceScheduleFile() throws {
         let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../configs/scname-reference.yaml")
         let s = try resolve(try SettingsResolver.readConfig(url.path), ["in.h5ad"])

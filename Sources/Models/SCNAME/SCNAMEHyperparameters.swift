@@ -7,7 +7,7 @@ public enum BankLoss: String, SettingChoice {
     /// Every bank row in every step's denominator, positives by an exact scan (the reference; O(N) per cell).
     case exact
     /// `bank_negatives` sampled rows in the denominator, positives from the bank's kNN graph rebuilt each
-    /// fine-tuning epoch (O(N log N) per epoch).
+    /// fine-tuning epoch (O(N·bank_negatives) for the loss, O(N^1.5) for the IVF rebuild of √N lists; docs/SCALING.md).
     case sampled
 }
 
