@@ -77,19 +77,33 @@ public enum Preprocess {
     /// Keeps the local rows in `keep` (sorted local indices) and renumbers global row ids over
     /// the cells kept on all ranks (global order preserved).
     public static func subsetRows(_ s: inout CellShard, keep: [Int], comm: Communicator) throws {
-        var mask = [UInt8](repeating: 0, count: s.nObs)
-        for i in keep { mask[Int(s.rowIds[i])] = 1 }
-        try comm.allreduce(&mask, op: .max)
-        var newId = [Int64](repeating: -1, count: s.nObs)
-        var n: Int64 = 0
-        for g in 0..<s.nObs where mask[g] != 0 { newId[g] = n; n += 1 }
+        // The kept cells are renumbered 0..<n in the order of their old global ids. Rows placed in
+        // ascending blocks (the reader's placement, `RowBlocks`) take a prefix of the kept counts over
+        // ranks; any other placement an N-byte mask allreduced over ranks.
+        let blocks = try RowBlocks(ids: s.rowIds, value: Int64(keep.count),
+                                   alsoAscending: zip(keep, keep.dropFirst()).allSatisfy { $0 < $1 }, comm: comm)
+        let newIds: [Int64], n: Int64
+        if blocks.ordered {
+            let base = blocks.before(comm.rank)
+            newIds = keep.indices.map { base + Int64($0) }
+            n = blocks.total
+        } else {
+            var mask = [UInt8](repeating: 0, count: s.nObs)
+            for i in keep { mask[Int(s.rowIds[i])] = 1 }
+            try comm.allreduce(&mask, op: .max)
+            var newId = [Int64](repeating: -1, count: s.nObs)
+            var count: Int64 = 0
+            for g in 0..<s.nObs where mask[g] != 0 { newId[g] = count; count += 1 }
+            newIds = keep.map { newId[Int(s.rowIds[$0])] }
+            n = count
+        }
         var rowPtr: [Int64] = [0], cols: [Int32] = [], vals: [Float] = []
         for i in keep {
             let a = Int(s.rowPtr[i]), b = Int(s.rowPtr[i + 1])
             cols.append(contentsOf: s.colIdx[a..<b]); vals.append(contentsOf: s.values[a..<b])
             rowPtr.append(Int64(vals.count))
         }
-        s.rowIds = keep.map { newId[Int(s.rowIds[$0])] }
+        s.rowIds = newIds
         s.sourceRows = keep.map { s.sourceRows[$0] }
         s.rowPtr = rowPtr; s.colIdx = cols; s.values = vals
         s.obs = s.obs.subset(keep)

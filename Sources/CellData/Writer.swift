@@ -426,21 +426,33 @@ struct SparsePlan {
     var indptrRuns: [Range<Int>] = []
     var indptr: [Int64] = []
 
+    /// Collective. Where this rank's rows (`rowIds`, global; CSR `rowPtr`) go in the file's matrix of
+    /// `nObs` rows. Rows in ascending blocks (`RowBlocks`) take their offsets from a prefix of the
+    /// ranks' entry counts; any other placement from every row's length allreduced (N Int64s per rank).
     init(rowPtr: [Int64], rowIds: [Int64], nObs: Int, rowRuns: [Range<Int>], comm: Communicator) throws {
-        var lens = [Int64](repeating: 0, count: nObs)
-        for (i, id) in rowIds.enumerated() { lens[Int(id)] = rowPtr[i + 1] - rowPtr[i] }
-        try comm.allreduce(&lens, op: .sum)
-        var offset = [Int64](repeating: 0, count: nObs + 1)
-        for i in 0..<nObs { offset[i + 1] = offset[i] + lens[i] }
-        nnz = offset[nObs]
-        for (i, id) in rowIds.enumerated() {
-            let a = Int(offset[Int(id)]), n = Int(rowPtr[i + 1] - rowPtr[i])
-            if n == 0 { continue }
-            if let last = entryRuns.last, last.upperBound == a { entryRuns[entryRuns.count - 1] = last.lowerBound..<(a + n) }
-            else { entryRuns.append(a..<(a + n)) }
+        let local = (rowPtr.last ?? 0) - (rowPtr.first ?? 0)
+        let blocks = try RowBlocks(ids: rowIds, value: local, comm: comm)
+        if blocks.ordered {
+            let base = blocks.before(comm.rank), first = rowPtr.first ?? 0
+            nnz = blocks.total
+            if local > 0 { entryRuns = [Int(base)..<Int(base + local)] }
+            indptr = rowIds.indices.map { base + rowPtr[$0] - first }
+        } else {
+            var lens = [Int64](repeating: 0, count: nObs)
+            for (i, id) in rowIds.enumerated() { lens[Int(id)] = rowPtr[i + 1] - rowPtr[i] }
+            try comm.allreduce(&lens, op: .sum)
+            var offset = [Int64](repeating: 0, count: nObs + 1)
+            for i in 0..<nObs { offset[i + 1] = offset[i] + lens[i] }
+            nnz = offset[nObs]
+            for (i, id) in rowIds.enumerated() {
+                let a = Int(offset[Int(id)]), n = Int(rowPtr[i + 1] - rowPtr[i])
+                if n == 0 { continue }
+                if let last = entryRuns.last, last.upperBound == a { entryRuns[entryRuns.count - 1] = last.lowerBound..<(a + n) }
+                else { entryRuns.append(a..<(a + n)) }
+            }
+            indptr = rowIds.map { offset[Int($0)] }
         }
         indptrRuns = rowRuns
-        indptr = rowIds.map { offset[Int($0)] }
         if rowIds.last == Int64(nObs - 1) {
             indptrRuns[indptrRuns.count - 1] = indptrRuns[indptrRuns.count - 1].lowerBound..<(nObs + 1)
             indptr.append(nnz)

@@ -8,6 +8,28 @@ public enum ClusterMetrics {
         public let rowSums: [Int]
         public let colSums: [Int]
         public let n: Int
+
+        /// A table of counts (rows: classes of `a`, columns: classes of `b`); rows and columns with no
+        /// cells are dropped, as `contingency` never makes them.
+        public init(counts: [[Int]]) {
+            let rowsKept = counts.indices.filter { counts[$0].contains { $0 != 0 } }
+            let width = counts.first?.count ?? 0
+            let colsKept = (0..<width).filter { j in counts.contains { $0[j] != 0 } }
+            let t = rowsKept.map { i in colsKept.map { counts[i][$0] } }
+            self.init(table: t)
+        }
+
+        init(table t: [[Int]]) {
+            table = t
+            rowSums = t.map { $0.reduce(0, +) }
+            colSums = (0..<(t.first?.count ?? 0)).map { j in t.reduce(0) { $0 + $1[j] } }
+            n = rowSums.reduce(0, +)
+        }
+
+        /// The same table with rows and columns exchanged.
+        public var transposed: Contingency {
+            Contingency(table: (0..<colSums.count).map { j in table.map { $0[j] } })
+        }
     }
 
     public static func contingency(_ a: [Int], _ b: [Int]) -> Contingency {
@@ -16,8 +38,7 @@ public enum ClusterMetrics {
         let ra = (ca.max() ?? -1) + 1, rb = (cb.max() ?? -1) + 1
         var t = [[Int]](repeating: [Int](repeating: 0, count: rb), count: ra)
         for i in 0..<a.count { t[ca[i]][cb[i]] += 1 }
-        return Contingency(table: t, rowSums: t.map { $0.reduce(0, +) },
-                           colSums: (0..<rb).map { j in t.reduce(0) { $0 + $1[j] } }, n: a.count)
+        return Contingency(table: t)
     }
 
     /// Maps labels to 0..<k in order of first appearance.
@@ -31,7 +52,11 @@ public enum ClusterMetrics {
 
     /// Adjusted Rand index (Hubert & Arabie), as sklearn's adjusted_rand_score.
     public static func adjustedRandIndex(_ truth: [Int], _ pred: [Int]) -> Double {
-        let c = contingency(truth, pred)
+        adjustedRandIndex(contingency(truth, pred))
+    }
+
+    /// ARI from the contingency table (rows: truth, columns: prediction; symmetric in the two).
+    public static func adjustedRandIndex(_ c: Contingency) -> Double {
         let n = c.n
         if n < 2 { return 1 }
         func comb2(_ x: Int) -> Double { Double(x) * Double(x - 1) / 2 }
@@ -47,7 +72,11 @@ public enum ClusterMetrics {
 
     /// Normalised mutual information with the arithmetic-mean normaliser (sklearn's default).
     public static func normalizedMutualInformation(_ truth: [Int], _ pred: [Int]) -> Double {
-        let c = contingency(truth, pred)
+        normalizedMutualInformation(contingency(truth, pred))
+    }
+
+    /// NMI from the contingency table (symmetric in rows and columns).
+    public static func normalizedMutualInformation(_ c: Contingency) -> Double {
         let n = Double(c.n)
         if c.rowSums.count == 1 && c.colSums.count == 1 { return 1 }
         if c.rowSums.count == 1 || c.colSums.count == 1 { return 0 }
@@ -69,7 +98,12 @@ public enum ClusterMetrics {
     /// one-to-one matching of clusters to classes (Hungarian algorithm). Unmatched clusters count as wrong.
     public static func accuracy(_ truth: [Int], _ pred: [Int]) -> Double {
         guard !truth.isEmpty else { return 1 }
-        let c = contingency(pred, truth)  // rows: clusters, columns: classes
+        return accuracy(clustersByClasses: contingency(pred, truth))
+    }
+
+    /// Accuracy from the contingency table with rows = clusters, columns = classes.
+    public static func accuracy(clustersByClasses c: Contingency) -> Double {
+        guard c.n > 0 else { return 1 }
         let rows = c.table.count, cols = c.colSums.count
         let m = max(rows, cols)
         // Maximise matches = minimise (max - count) on a square padded matrix.

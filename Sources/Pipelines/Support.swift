@@ -61,9 +61,23 @@ public struct Scores: Sendable, Codable, Equatable {
     public var nmi: Double
     public var acc: Double
 
-    /// Collective. Gathers labels and predictions (O(N) on every rank: the metrics need the
-    /// contingency table of all cells; 8 bytes per cell).
+    /// Collective. ARI, NMI and ACC are functions of the contingency table of all cells: each rank
+    /// counts its cells' (label, cluster) pairs and one allreduce of the classes × clusters table sums
+    /// them (O(classes × clusters) per rank, and the same integers on any rank count). Cells with a
+    /// missing label or cluster (code < 0) are left out. Only a table above `tableLimit` entries
+    /// (labels with ~10⁵ distinct values) gathers the labels instead (8 bytes per cell on every rank).
     public static func compute(truth: [Int32], pred: [Int32], comm: Communicator) throws -> Scores {
+        var most: [Int64] = [Int64(truth.max() ?? -1), Int64(pred.max() ?? -1)]
+        try comm.allreduce(&most, op: .max)
+        let classes = Int(most[0]) + 1, clusters = Int(most[1]) + 1
+        if classes * clusters <= tableLimit {
+            var counts = [Int64](repeating: 0, count: max(classes * clusters, 1))
+            for (t, p) in zip(truth, pred) where t >= 0 && p >= 0 { counts[Int(t) * clusters + Int(p)] += 1 }
+            try comm.allreduce(&counts, op: .sum)
+            let table = ClusterMetrics.Contingency(counts: (0..<classes).map { i in (0..<clusters).map { Int(counts[i * clusters + $0]) } })
+            return Scores(ari: ClusterMetrics.adjustedRandIndex(table), nmi: ClusterMetrics.normalizedMutualInformation(table),
+                          acc: ClusterMetrics.accuracy(clustersByClasses: table.transposed))
+        }
         let t = try comm.allgatherv(truth.map(Int64.init)).values
         let p = try comm.allgatherv(pred.map(Int64.init)).values
         let keep = t.indices.filter { t[$0] >= 0 && p[$0] >= 0 }
@@ -71,6 +85,9 @@ public struct Scores: Sendable, Codable, Equatable {
         return Scores(ari: ClusterMetrics.adjustedRandIndex(tt, pp), nmi: ClusterMetrics.normalizedMutualInformation(tt, pp),
                       acc: ClusterMetrics.accuracy(tt, pp))
     }
+
+    /// Largest classes × clusters table summed by allreduce (4M entries, 32 MB).
+    static let tableLimit = 1 << 22
 
     public var line: String { String(format: "ARI %.4f  NMI %.4f  ACC %.4f", ari, nmi, acc) }
 }

@@ -25,6 +25,66 @@ final class PreprocessTests: XCTestCase {
         XCTAssertEqual(Preprocess.percentile([4, 1, 3, 2], 10), 1.3, accuracy: 1e-12)
     }
 
+    /// subsetRows renumbers the kept cells in their old global order whatever the rows' placement:
+    /// rows in ascending order (the prefix path of `RowBlocks`) and the same rows in another local
+    /// order (the N-byte mask path) give every cell the same new id and the same entries.
+    func testSubsetRowsRenumbersAlikeOnBothPaths() throws {
+        var m = TestFiles.counts(rows: 30, cols: 6)
+        for r in [0, 7, 8, 29] { m[r] = [Float](repeating: 0, count: 6) }
+        let p = TestFiles.path("pp-subset.h5ad")
+        try TestFiles.writeH5ad(p, m)
+        var ordered = try CellReader.read(p, comm: comm)
+        XCTAssertTrue(try RowBlocks(ids: ordered.rowIds, value: 0, comm: comm).ordered)
+        var shuffled = ordered
+        let perm = Array((0..<ordered.localRows).reversed())
+        shuffled.rowIds = perm.map { ordered.rowIds[$0] }
+        shuffled.sourceRows = perm.map { ordered.sourceRows[$0] }
+        var rowPtr: [Int64] = [0], cols: [Int32] = [], vals: [Float] = []
+        for i in perm {
+            let a = Int(ordered.rowPtr[i]), b = Int(ordered.rowPtr[i + 1])
+            cols += ordered.colIdx[a..<b]; vals += ordered.values[a..<b]; rowPtr.append(Int64(vals.count))
+        }
+        shuffled.rowPtr = rowPtr; shuffled.colIdx = cols; shuffled.values = vals
+        shuffled.obs = ordered.obs.subset(perm)
+        XCTAssertFalse(try RowBlocks(ids: shuffled.rowIds, value: 0, comm: comm).ordered)
+        let empty = m.filter { $0.reduce(0, +) < 1 }.count  // the four zeroed rows and any the generator left empty
+        XCTAssertGreaterThanOrEqual(empty, 4)
+        XCTAssertEqual(try Preprocess.filterCells(&ordered, minCounts: 1, comm: comm), empty)
+        XCTAssertEqual(try Preprocess.filterCells(&shuffled, minCounts: 1, comm: comm), empty)
+        XCTAssertEqual(ordered.nObs, 30 - empty); XCTAssertEqual(shuffled.nObs, 30 - empty)
+        XCTAssertEqual(ordered.rowIds, (0..<(30 - empty)).map(Int64.init))
+        // Cell by cell (by its input row): the same new id and the same counts.
+        var byCell: [Int64: (Int64, [Float])] = [:]
+        for i in 0..<ordered.localRows {
+            byCell[ordered.sourceRows[i]] = (ordered.rowIds[i], Array(ordered.values[Int(ordered.rowPtr[i])..<Int(ordered.rowPtr[i + 1])]))
+        }
+        for i in 0..<shuffled.localRows {
+            let want = try XCTUnwrap(byCell[shuffled.sourceRows[i]])
+            XCTAssertEqual(shuffled.rowIds[i], want.0, "input row \(shuffled.sourceRows[i])")
+            XCTAssertEqual(Array(shuffled.values[Int(shuffled.rowPtr[i])..<Int(shuffled.rowPtr[i + 1])]), want.1)
+        }
+    }
+
+    /// A CSR layout planned from rows in ascending order (prefix of entry counts) equals the plan of
+    /// the same rows in another order (every row's length allreduced): each row's offset, the total.
+    func testSparsePlanIsTheSameOnBothPaths() throws {
+        let lens: [Int64] = [3, 0, 2, 5, 0, 0, 1]
+        func plan(_ order: [Int]) throws -> (SparsePlan, [Int64: Int64]) {
+            var rowPtr: [Int64] = [0]
+            for i in order { rowPtr.append(rowPtr.last! + lens[i]) }
+            let ids = order.map(Int64.init)
+            let p = try SparsePlan(rowPtr: rowPtr, rowIds: ids, nObs: lens.count, rowRuns: [0..<lens.count], comm: comm)
+            return (p, Dictionary(uniqueKeysWithValues: zip(ids, p.indptr)))
+        }
+        let (a, offsetsA) = try plan(Array(0..<lens.count))
+        let (b, offsetsB) = try plan([3, 0, 6, 1, 5, 2, 4])
+        XCTAssertEqual(a.nnz, 11); XCTAssertEqual(b.nnz, 11)
+        XCTAssertEqual(offsetsA, offsetsB)
+        XCTAssertEqual(a.indptr, [0, 3, 3, 5, 10, 10, 10, 11], "with the closing nnz (the last row is here)")
+        XCTAssertEqual(a.entryRuns, [0..<11])
+        XCTAssertEqual(b.entryRuns.reduce(0) { $0 + $1.count }, 11)
+    }
+
     func testFiltersAndNormalisationOnSmallMatrix() throws {
         var m = TestFiles.counts(rows: 20, cols: 8)
         m[3] = [Float](repeating: 0, count: 8) // an all-zero cell

@@ -1,11 +1,24 @@
 // The pipelines called as library functions (no binary): a simulated file through `cluster`, and
 // the printed spec fed back reproduces the run exactly.
 import CellData
+import Clustering
 import Collectives
 import Foundation
 import Settings
 import XCTest
 @testable import Pipelines
+
+/// A small deterministic generator for test data.
+struct SplitMix {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9; z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
 
 final class RunTests: XCTestCase {
     let comm = Communicator.world
@@ -18,6 +31,25 @@ final class RunTests: XCTestCase {
         s.cells = 300; s.genes = 150; s.types = 3; s.rareTypes = 0; s.batches = 1; s.seed = 4
         _ = try SimulateRun.run(s, output: path, gzip: nil, comm: comm)
         return path
+    }
+
+    /// Scores from the summed contingency table equal the metrics of the gathered labels (sklearn's
+    /// definitions, ClusterMetrics): codes with gaps, missing labels (−1) and a cluster without cells.
+    func testScoresFromTheTableEqualTheGatheredLabels() throws {
+        var rng = SplitMix(seed: 11)
+        for trial in 0..<20 {
+            let n = 50 + trial * 37
+            let truth = (0..<n).map { _ in rng.next() % 9 == 0 ? Int32(-1) : Int32([0, 2, 3, 7][Int(rng.next() % 4)]) }
+            let pred = (0..<n).map { i in truth[i] >= 0 && rng.next() % 3 != 0 ? truth[i] / 2 : Int32(rng.next() % 5) }
+            let got = try Scores.compute(truth: truth, pred: pred, comm: comm)
+            let keep = (0..<n).filter { truth[$0] >= 0 && pred[$0] >= 0 }
+            let t = keep.map { Int(truth[$0]) }, p = keep.map { Int(pred[$0]) }
+            XCTAssertEqual(got.ari, ClusterMetrics.adjustedRandIndex(t, p), accuracy: 1e-12, "trial \(trial)")
+            XCTAssertEqual(got.nmi, ClusterMetrics.normalizedMutualInformation(t, p), accuracy: 1e-12, "trial \(trial)")
+            XCTAssertEqual(got.acc, ClusterMetrics.accuracy(t, p), accuracy: 1e-12, "trial \(trial)")
+        }
+        let perfect = try Scores.compute(truth: [4, 4, 9, 9, 1], pred: [0, 0, 3, 3, 1], comm: comm)
+        XCTAssertEqual(perfect, Scores(ari: 1, nmi: 1, acc: 1))
     }
 
     func testClusterRunAndItsPrintedSpecReproduceEachOther() throws {
