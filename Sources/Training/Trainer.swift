@@ -194,7 +194,7 @@ public final class Trainer {
     }
 
     static func decodeHistory(_ bytes: [UInt8], checkpoint: URL) throws -> [(epoch: Int, loss: Double, terms: [Double])] {
-        let bad = CheckpointError(description: "\(checkpoint.path)/history.bin: damaged")
+        let bad = CheckpointError(description: "\(checkpoint.path)/history.bin: damaged; remove this checkpoint folder to resume from the one before it, or start afresh with --resume never")
         guard bytes.count % 8 == 0 else { throw bad }
         let v = (0..<(bytes.count / 8)).map { i in
             Double(bitPattern: bytes[(i * 8)..<(i * 8 + 8)].reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) })
