@@ -104,7 +104,10 @@ runOnly("--graph-layers", "mpi-graph-layers", "distributed graph layers = single
 // Leiden on a kNN graph built by the distributed pipeline (--leiden; launch/tests.d/45-leiden runs it
 // on 1 and 3 ranks and compares the printed label digests): the distributed run equals igraph on the
 // gathered graph, on any rank count.
-runOnly("--leiden", "mpi-leiden", "distributed Leiden") { try leidenChecks(comm: comm, expect: { expect($0, $1) }) }
+runOnly("--leiden", "mpi-leiden", "distributed Leiden") {
+    try leidenChecks(comm: comm, expect: { expect($0, $1) })
+    try stableResolutionChecks(comm: comm, expect: { expect($0, $1) })
+}
 // The UMAP layout on N ranks = one rank, bit for bit (--layout; launch/tests.d/46-layout runs it on 3 ranks).
 runOnly("--layout", "mpi-layout", "distributed UMAP layout = single rank") { try layoutChecks(comm: comm, expect: { expect($0, $1) }) }
 // Input rows carried through cell filtering and redistribution (--source-rows; launch/tests.d/48-output).

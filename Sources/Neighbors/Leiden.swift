@@ -132,16 +132,9 @@ public enum Leiden {
         public var trials: [(resolution: Double, clusters: Int)]
     }
 
-    /// Collective. Leiden on the symmetric graph `graph` (this rank's rows; columns are global row
-    /// ids; both directions of every edge present, as `GraphShard.symmetrized` makes them).
-    ///
-    /// Memory: rank 0 receives the upper triangle, one (i, j, w) per undirected edge, O(N·k) — for
-    /// 1M cells and k = 15 about 15M edges ≈ 15M × (2 × 8 + 4) B ≈ 300 MB in transit plus igraph's
-    /// own copy (~2× that), well within one node. The other ranks send their rows' edges and wait.
-    /// igraph has no distributed Leiden, and the graph is the one piece of global state Leiden
-    /// needs at every move; gathering it once is cheaper than any message-passing scheme.
-    public static func run(_ graph: GraphShard, layout: RowLayout, target: Target, seed: UInt64,
-                           iterations: Int = defaultIterations, beta: Double = defaultBeta, comm: Communicator) throws -> Result {
+    /// Collective. The upper triangle (j ≥ i, non-zero weights) of a symmetric graph's edges on rank 0
+    /// (2 vertex ids and 1 weight per edge, in global (i, j) order whatever the rank count); empty elsewhere.
+    static func gatheredUpperTriangle(_ graph: GraphShard, layout: RowLayout, comm: Communicator) throws -> (ids: [Int64], weights: [Float]) {
         let first = Int64(layout.offsets[comm.rank])
         // The upper triangle (j ≥ i) of this rank's rows, in (i, j) order; rank order then gives
         // global (i, j) order on rank 0 whatever the rank count.
@@ -158,8 +151,22 @@ public enum Leiden {
         let allIds = try comm.alltoallv(ids, sendCounts: toRoot).values
         toRoot[0] = w.count
         let allW = try comm.alltoallv(w, sendCounts: toRoot).values
-        ids = []; w = []
+        return (allIds, allW)
+    }
 
+    /// Collective. Leiden on the symmetric graph `graph` (this rank's rows; columns are global row
+    /// ids; both directions of every edge present, as `GraphShard.symmetrized` makes them).
+    ///
+    /// Memory: rank 0 receives the upper triangle, one (i, j, w) per undirected edge, O(N·k) — for
+    /// 1M cells and k = 15 about 15M edges ≈ 15M × (2 × 8 + 4) B ≈ 300 MB in transit plus igraph's
+    /// own copy (~2× that), well within one node. The other ranks send their rows' edges and wait.
+    /// igraph has no distributed Leiden, and the graph is the one piece of global state Leiden
+    /// needs at every move; gathering it once is cheaper than any message-passing scheme.
+    public static func run(_ graph: GraphShard, layout: RowLayout, target: Target, seed: UInt64,
+                           iterations: Int = defaultIterations, beta: Double = defaultBeta, comm: Communicator) throws -> Result {
+        let gathered = try gatheredUpperTriangle(graph, layout: layout, comm: comm)
+        let allIds = gathered.ids
+        var allW = gathered.weights
         // Rank 0 runs Leiden; its outcome (or its error) goes to every rank.
         var labels: [Int32] = []
         var summary = [Double](repeating: 0, count: 4)   // ok, clusters, modularity, resolution
@@ -168,6 +175,7 @@ public enum Leiden {
         if comm.rank == 0 {
             do {
                 let weights = allW.map(Double.init)
+                allW = []
                 let outcome: (LeidenPartition, Bool, [(resolution: Double, clusters: Int)])
                 switch target {
                 case .resolution(let r):

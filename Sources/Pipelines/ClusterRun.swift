@@ -88,8 +88,22 @@ public enum ClusterRun {
             }
         }
         var leiden: LeidenOutcome?
+        // clusters auto (issue 16): the Leiden-stability choice on the learnt embedding, unless the
+        // model's own head chose K already or a resolution is given.
+        var auto: ResolutionChoice?
+        let ownHead = method == .model && members == 1 && (model.report.contains { $0.0 == "estimated_clusters" })
+        if k == nil, !ownHead, !(method == .leiden && spec.clustering.resolution != nil) {
+            if method == .leiden, let g = graph {
+                auto = try StableResolution.choose(g.connectivities, layout: g.layout, maxClusters: spec.clustering.maxClusters,
+                                                   seed: spec.seed, comm: comm)
+            } else if method != .leiden {
+                auto = try StableResolution.choose(points: PointShard(values: z.scalars, count: z.rows, dim: z.cols),
+                                                   maxClusters: spec.clustering.maxClusters, seed: spec.seed, comm: comm)
+            }
+            if let a = auto { log.info("\(StableResolution.describe(a))") }
+        }
         if method == .leiden, let g = graph {
-            let start = spec.clustering.resolution ?? 1
+            let start = spec.clustering.resolution ?? auto?.resolution ?? 1
             let target: Leiden.Target = k.map { .clusters($0, start: start) } ?? .resolution(start)
             let r = try Leiden.run(g.connectivities, layout: g.layout, target: target, seed: spec.seed, comm: comm)
             let outcome = LeidenOutcome(resolution: r.resolution, modularity: r.modularity, clusters: r.clusters, exact: r.exact,
@@ -110,10 +124,8 @@ public enum ClusterRun {
         } else {
             let points = PointShard(values: z.scalars, count: z.rows, dim: z.cols)
             let kk: Int
-            if let given = k { kk = given } else {
-                let est = try EstimateClusterCount.silhouette(points, range: 2...max(2, spec.clustering.maxClusters), seed: spec.seed, comm: comm)
-                log.info("estimated K = \(est.best) (silhouette on the embedding)")
-                kk = est.best
+            if let given = k { kk = given } else if let a = auto { kk = a.clusters } else {
+                kk = try StableResolution.choose(points: points, maxClusters: spec.clustering.maxClusters, seed: spec.seed, comm: comm).clusters
             }
             pred = try KMeans(k: kk, restarts: spec.clustering.restarts, seed: spec.seed).fit(points, comm: comm).labels
             k = kk
@@ -182,6 +194,13 @@ public enum ClusterRun {
             if let u = umap {
                 metrics.append(("layout_seconds", .number(u.seconds)))
                 if let p = u.preservation { metrics.append(("layout_preservation", .number(p))) }
+            }
+            if let a = auto {
+                metrics += [("auto_resolution", .number(a.resolution)), ("auto_clusters", .integer(Int64(a.clusters))),
+                            ("auto_seconds", .number(a.seconds)), ("auto_cells", .integer(Int64(a.cells))),
+                            ("auto_candidate_resolutions", .array(a.candidates.map(\.resolution), width: 0)),
+                            ("auto_candidate_clusters", .array(a.candidates.map { Double($0.clusters) }, width: 0)),
+                            ("auto_candidate_stability", .array(a.candidates.map(\.stability), width: 0))]
             }
             if let l = leiden {
                 metrics += [("leiden_resolution", .number(l.resolution)), ("leiden_modularity", .number(l.modularity)),

@@ -47,7 +47,7 @@ public enum LogLevel: String, SettingChoice {
 
 /// `clustering:` of `cluster`: how many clusters and how the final clustering is made.
 public struct ClusteringSettings: SettingsSection, Equatable {
-    @Setting("Clusters: a number ≥ 2, or 'auto' to estimate K without labels (the model's own estimator, else silhouette; with leiden, the resolution decides).", min: 2)
+    @Setting("Clusters: a number ≥ 2, or 'auto' to choose K without labels (the most stable Leiden resolution on the kNN graph of the embedding: the pretrained one for models with a cluster head, the final one otherwise; Neighbors/StableResolution.swift).", min: 2)
     public var clusters = ClusterCount.auto
     @Setting("Largest K tried when clusters is 'auto'.", min: 2)
     public var maxClusters = 20
@@ -57,7 +57,7 @@ public struct ClusteringSettings: SettingsSection, Equatable {
     public var restarts = 10
     @Setting("Final clustering: model (the model's own head; k-means on the embedding when it has none or with an ensemble), kmeans (k-means on the embedding), or leiden (Leiden, modularity, on the embedding's kNN connectivities, as scanpy's flavor='igraph').")
     public var clusterMethod = ClusterMethod.model
-    @Setting("Leiden resolution (cluster_method leiden only). With clusters = K: where the search for exactly K communities starts (null: 1); with 'auto': the resolution used (null: 1, scanpy's default).")
+    @Setting("Leiden resolution (cluster_method leiden only). With clusters = K: where the search for exactly K communities starts (null: 1); with 'auto': the resolution used (null: the most stable resolution, as for K).")
     public var resolution: Double? = nil
     @Setting("Neighbours per cell of the kNN graph on the embedding written to obsp as scanpy's sc.pp.neighbors does (n_neighbors = this + 1, the cell itself; null: no graph, not allowed with leiden).", min: 1)
     public var neighbors: Int? = 14

@@ -37,7 +37,7 @@
 //   `tolerance` of the pseudo-labels changed over an epoch (the labels assigned during the epoch's
 //   steps, compared with the previous epoch's; epoch 0 with the initial k-means). The reference runs
 //   51 epochs and keeps the epoch with the best ARI against the ground truth.
-// - K is given, or estimated without labels (silhouette on the untrained encoder's embedding).
+// - K is given, or estimated without labels (the stability of Leiden on the untrained encoder's embedding's kNN graph, Neighbors/StableResolution.swift).
 // - The final clustering is the nearest fixed centre (`assignment: centres`, the reference's
 //   model_score) or k-means on the trained embedding (`kmeans`, its kmeans_score).
 // - Input: the log-normalised HVG matrix of the `cluster` preprocessing (the reference reads an
@@ -48,6 +48,7 @@ import Collectives
 import CellData
 import Foundation
 import Logging
+import Neighbors
 import NN
 import TensorCore
 import Training
@@ -94,7 +95,7 @@ public final class CICL: Model {
     public private(set) var initialLabels: [Int32] = []
     /// Fraction of pseudo-labels changed in each epoch run (rank-independent).
     public private(set) var labelChanges: [Double] = []
-    public private(set) var estimate: ClusterCountEstimate?
+    public private(set) var estimate: ResolutionChoice?
     /// A tape for passes without gradients (pseudo-labels, embeddings).
     let inference = Tape()
 
@@ -244,17 +245,17 @@ public final class CICL: Model {
         if !centresReady { try initialiseCentres() }
     }
 
-    /// Collective: K (given, or by silhouette) and the centres by k-means on the untrained encoder's
+    /// Collective: K (given, or by Leiden stability, StableResolution) and the centres by k-means on the untrained encoder's
     /// embedding of every cell (10 restarts, as sklearn's KMeans(n_init=10) in the reference).
     public func initialiseCentres() throws {
         let e = try embedding(comm: comm)
         let pts = PointShard(values: e.scalars, count: e.rows, dim: e.cols)
-        let chosen = try EstimateClusterCount.resolve(given: context.clusters, points: pts, maxClusters: context.maxClusters,
+        let chosen = try StableResolution.resolve(given: context.clusters, points: pts, maxClusters: context.maxClusters,
                                                       seed: context.seed, comm: comm)
         let kk = chosen.k
-        if let est = chosen.estimate {
+        if let est = chosen.choice {
             estimate = est
-            Logger(label: "syncytium.cicl").info("cicl: estimated K = \(kk) (silhouette on the untrained encoder's embedding)")
+            Logger(label: "syncytium.cicl").info("cicl on the untrained encoder's embedding: \(StableResolution.describe(est))")
         }
         let km = try KMeans(k: kk, restarts: 10, seed: context.seed).fit(pts, comm: comm)
         let c = centres.value
@@ -328,6 +329,7 @@ public final class CICL: Model {
         var r: [(String, ReportValue)] = [("clusters", .integer(k))]
         let est = Int(state.value.pointer[2])
         if est > 0 { r.append(("estimated_clusters", .integer(est))) }
+        if let e = estimate { r.append(("estimated_resolution", .number(e.resolution))); r.append(("estimated_evidence", .text(StableResolution.evidence(e)))) }
         if let last = labelChanges.last { r.append(("last_label_change", .number(last))) }
         return r
     }

@@ -91,7 +91,7 @@ public final class SCDEFR: Model {
     /// The last embedding, until the next optimiser step or restore (the run asks for it twice).
     private var cachedEmbedding: Tensor?
     private let debugNorms = ProcessInfo.processInfo.environment["SYNCYTIUM_DEBUG_SCDEFR"] != nil
-    public private(set) var estimatedK: ClusterCountEstimate?
+    public private(set) var estimatedK: ResolutionChoice?
     public private(set) var initialLabels: [Int32] = []
     public private(set) var lastChoice: (method: SCDEFRClustering, silhouetteKMeans: Double, silhouetteSpectral: Double)?
 
@@ -282,10 +282,10 @@ public final class SCDEFR: Model {
     }
 
     func clusterCount(_ z: Tensor) throws -> Int {
-        let chosen = try EstimateClusterCount.resolve(given: context.clusters ?? (k > 0 ? k : nil),
+        let chosen = try StableResolution.resolve(given: context.clusters ?? (k > 0 ? k : nil),
                                                       points: PointShard(values: z.scalars, count: z.rows, dim: z.cols),
                                                       maxClusters: context.maxClusters, seed: context.seed, comm: comm)
-        if let est = chosen.estimate { estimatedK = est }
+        if let est = chosen.choice { estimatedK = est; Logger(label: "syncytium.model").info("\(StableResolution.describe(est))") }
         return chosen.k
     }
 
@@ -493,7 +493,7 @@ public final class SCDEFR: Model {
         var r: [(String, ReportValue)] = [("clusters", .integer(k)), ("training", .text(training.rawValue)),
                                           ("attention", .text(attention.rawValue))]
         // K estimated in this process, or (after a resume) the estimate the checkpoint's centres carry.
-        if let e = estimatedK { r.append(("estimated_clusters", .integer(e.best))) }
+        if let e = estimatedK { r.append(("estimated_clusters", .integer(e.clusters))); r.append(("estimated_resolution", .number(e.resolution))); r.append(("estimated_evidence", .text(StableResolution.evidence(e)))) }
         else if context.clusters == nil && centresReady { r.append(("estimated_clusters", .integer(k))) }
         if let c = lastChoice {
             r.append(("clustering", .text(c.method.rawValue)))

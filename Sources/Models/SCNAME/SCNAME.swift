@@ -97,7 +97,7 @@ public final class SCNAME: Model {
     /// Labels at the last convergence check (this rank's cells).
     public private(set) var previousLabels: [Int32]
     public private(set) var lastLabelChange: Double = .nan
-    public private(set) var estimatedK: ClusterCountEstimate?
+    public private(set) var estimatedK: ResolutionChoice?
     /// k-means labels right after pretraining (this rank's cells), for reporting.
     public private(set) var initialLabels: [Int32] = []
 
@@ -389,9 +389,9 @@ public final class SCNAME: Model {
     public func initialiseCentres() throws {
         let bv = bank.embeddings
         let pts = PointShard(values: bv.scalars, count: bv.rows, dim: bv.cols)
-        let chosen = try EstimateClusterCount.resolve(given: context.clusters, points: pts, maxClusters: context.maxClusters,
+        let chosen = try StableResolution.resolve(given: context.clusters, points: pts, maxClusters: context.maxClusters,
                                                       seed: context.seed, comm: comm)
-        if let est = chosen.estimate { estimatedK = est }
+        if let est = chosen.choice { estimatedK = est; Logger(label: "syncytium.model").info("\(StableResolution.describe(est))") }
         let kk = chosen.k
         let km = try KMeans(k: kk, restarts: 10, seed: context.seed).fit(pts, comm: comm)
         let c = centres.value
@@ -476,7 +476,7 @@ public final class SCNAME: Model {
 
     public var report: [(String, ReportValue)] {
         var r: [(String, ReportValue)] = [("clusters", .integer(k))]
-        if let e = estimatedK { r.append(("estimated_clusters", .integer(e.best))) }
+        if let e = estimatedK { r.append(("estimated_clusters", .integer(e.clusters))); r.append(("estimated_resolution", .number(e.resolution))); r.append(("estimated_evidence", .text(StableResolution.evidence(e)))) }
         if !lastLabelChange.isNaN { r.append(("last_label_change", .number(lastLabelChange))) }
         return r
     }

@@ -111,7 +111,7 @@ public final class SCSiameseClu: Model {
     let fusionA: OwnedParameter, fusionB: OwnedParameter
     private var cachedEmbedding: Tensor?
     private let debugNorms = ProcessInfo.processInfo.environment["SYNCYTIUM_DEBUG_SCSIAMESECLU"] != nil
-    public private(set) var estimatedK: ClusterCountEstimate?
+    public private(set) var estimatedK: ResolutionChoice?
     public private(set) var initialLabels: [Int32] = []
     public private(set) var lastSinkhorn: (iterations: Int, error: Double)?
 
@@ -451,10 +451,10 @@ public final class SCSiameseClu: Model {
     }
 
     func clusterCount(_ z: Tensor) throws -> Int {
-        let chosen = try EstimateClusterCount.resolve(given: context.clusters ?? (k > 0 ? k : nil),
+        let chosen = try StableResolution.resolve(given: context.clusters ?? (k > 0 ? k : nil),
                                                       points: PointShard(values: z.scalars, count: z.rows, dim: z.cols),
                                                       maxClusters: context.maxClusters, seed: context.seed, comm: comm)
-        if let est = chosen.estimate { estimatedK = est }
+        if let est = chosen.choice { estimatedK = est; Logger(label: "syncytium.model").info("\(StableResolution.describe(est))") }
         return chosen.k
     }
 
@@ -514,7 +514,7 @@ public final class SCSiameseClu: Model {
 
     public var report: [(String, ReportValue)] {
         var r: [(String, ReportValue)] = [("clusters", .integer(k)), ("ppr_iterations", .integer(pprSteps))]
-        if let e = estimatedK { r.append(("estimated_clusters", .integer(e.best))) }
+        if let e = estimatedK { r.append(("estimated_clusters", .integer(e.clusters))); r.append(("estimated_resolution", .number(e.resolution))); r.append(("estimated_evidence", .text(StableResolution.evidence(e)))) }
         else if context.clusters == nil && centresReady { r.append(("estimated_clusters", .integer(k))) }
         if let s = lastSinkhorn { r += [("sinkhorn_iterations", .integer(s.iterations)), ("sinkhorn_marginal_error", .number(s.error))] }
         return r
