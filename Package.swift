@@ -122,7 +122,7 @@ let package = Package(
         .testTarget(name: "CellDataTests", dependencies: ["HDF5IO", "CellData", "Collectives", "TensorCore"], exclude: ["Fixtures"], swiftSettings: swiftSettings),
         .testTarget(name: "SyncytiumBenchTests", dependencies: ["SyncytiumBench", "Collectives"], swiftSettings: swiftSettings),
         .testTarget(name: "SettingsTests", dependencies: ["Settings"], swiftSettings: swiftSettings),
-        .testTarget(name: "PipelinesTests", dependencies: ["Pipelines", "Settings", "Models", "Training", "Collectives", "CellData", "Clustering"], swiftSettings: swiftSettings),
+        .testTarget(name: "PipelinesTests", dependencies: ["Pipelines", "Settings", "Models", "Training", "Collectives", "CellData", "Clustering", "Neighbors"], swiftSettings: swiftSettings),
         .testTarget(name: "PlotTests", dependencies: ["Plot", "CellData", "HDF5IO", "Collectives"], swiftSettings: swiftSettings),
         .testTarget(name: "ModelsTests", dependencies: ["TestSupport", "Models", "Training", "Collectives", "TensorCore", "Autograd", "NN", "Neighbors", "GraphLayers", "Clustering", "CellData"], swiftSettings: swiftSettings),
     ]

@@ -4,6 +4,7 @@ import CellData
 import Clustering
 import Collectives
 import Foundation
+import Neighbors
 import Settings
 import XCTest
 @testable import Pipelines
@@ -74,6 +75,25 @@ final class RunTests: XCTestCase {
         var onto = spec; onto.output.path = input
         XCTAssertThrowsError(try ClusterRun.run(onto, comm: comm)) { e in
             XCTAssertTrue("\(e)".contains("is the input file"), "\(e)")
+        }
+    }
+
+    /// clusters auto without a model head (kmeans) and with Leiden: K and the resolution are the
+    /// Leiden-stability choice on the final embedding (StableResolution), recomputed here from it.
+    func testClustersAutoTakesTheStableResolutionOfTheEmbedding() throws {
+        let input = try simulated()
+        for method in ["kmeans", "leiden"] {
+            let out = input.replacingOccurrences(of: "sim.h5ad", with: "auto-\(method).h5ad")
+            let words = [input, "--clusters", "auto", "--pretrain-epochs", "2", "--epochs", "0", "--batch-size", "64", "--top-genes", "100",
+                         "--cluster-method", method, "--output", out, "--dims", "32,8", "--layout", "none"]
+            let spec = try SettingsResolver.resolve(ClusterSpec.self, words: words, positionals: ["data.input"])
+            let a = try ClusterRun.run(spec, comm: comm)
+            let z = a.embedding
+            let choice = try StableResolution.choose(points: PointShard(values: z.scalars, count: z.rows, dim: z.cols),
+                                                     maxClusters: spec.clustering.maxClusters, seed: spec.seed, comm: comm)
+            XCTAssertEqual(a.clusters, choice.clusters, "\(method): \(StableResolution.describe(choice))")
+            XCTAssertEqual(Set(a.assignment).count, a.clusters, method)
+            if method == "leiden" { XCTAssertEqual(a.leiden?.resolution, choice.resolution) }
         }
     }
 }
