@@ -91,8 +91,9 @@ public enum ClusterRun {
         // clusters auto (issue 16): the Leiden-stability choice on the learnt embedding, unless the
         // model's own head chose K already or a resolution is given.
         var auto: ResolutionChoice?
-        let ownHead = method == .model && members == 1 && (model.report.contains { $0.0 == "estimated_clusters" })
-        if k == nil, !ownHead, !(method == .leiden && spec.clustering.resolution != nil) {
+        // Collective: the model's own clusters (nil on every rank for a model without a head).
+        let own = method == .model && members == 1 ? try model.clusterAssignment(comm: comm) : nil
+        if k == nil, own == nil, !(method == .leiden && spec.clustering.resolution != nil) {
             if method == .leiden, let g = graph {
                 auto = try StableResolution.choose(g.connectivities, layout: g.layout, maxClusters: spec.clustering.maxClusters,
                                                    seed: spec.seed, comm: comm)
@@ -119,7 +120,7 @@ public enum ClusterRun {
                 log.info("Leiden: \(r.clusters) communities at resolution \(r.resolution), modularity \(r.modularity)")
             }
             (pred, k, leiden) = (r.labels, r.clusters, outcome)
-        } else if method == .model, members == 1, let own = try model.clusterAssignment(comm: comm) {
+        } else if let own {
             (pred, k) = (own.labels, own.clusters)
         } else {
             let points = PointShard(values: z.scalars, count: z.rows, dim: z.cols)
