@@ -222,6 +222,49 @@ public final class Tape {
 }
 
 extension Tape {
+    /// Inference whose every row is bitwise the same on any rank count: the rows are placed in blocks
+    /// of `block` rows by their global cell ids (block ⌊id / block⌋, position id mod block), and
+    /// every call of `forward` gets exactly `block` rows, a row always at the same position; places of
+    /// a block that this rank does not hold are filled with a copy of one of its rows, and their
+    /// outputs dropped. Why: a BLAS GEMM's result for one row can depend on how many rows the call
+    /// has (OpenBLAS's Haswell/Zen sgemm computes the M mod 16 tail rows with other kernels, and
+    /// SkylakeX takes a small-matrix path for small calls: rounding differences of ~1e-6), so blocks
+    /// cut from each rank's own first row (`inferInBlocks(rows:)`) give a cell a different embedding
+    /// on 2 ranks than on 3. Cost: at most two partly filled blocks per rank beyond the rows themselves.
+    /// `forward` must treat rows independently (no batch statistics), as inference does.
+    public static func inferInBlocks(globalIds ids: [Int64], cols d: Int, block: Int = 256,
+                                     _ forward: (_ rows: [Int], _ tape: Tape) -> Var) -> Tensor {
+        precondition(block > 0, "inferInBlocks: block \(block)")
+        let n = ids.count
+        let out = Tensor(rows: n, cols: d)
+        guard n > 0 else { return out }
+        let tape = Tape()
+        tape.training = false
+        let order = (0..<n).sorted { ids[$0] < ids[$1] }
+        // Ids that repeat (or are negative) have no place of their own: the rank's own blocks then.
+        guard ids[order[0]] >= 0, (1..<n).allSatisfy({ ids[order[$0 - 1]] < ids[order[$0]] }) else {
+            return inferInBlocks(rows: n, cols: d, block: block, forward)
+        }
+        let b = Int64(block)
+        var start = 0
+        while start < n {
+            let blockIndex = ids[order[start]] / b
+            var end = start
+            while end < n, ids[order[end]] / b == blockIndex { end += 1 }
+            var rows = [Int](repeating: order[start], count: block)
+            for j in start..<end { rows[Int(ids[order[j]] - blockIndex * b)] = order[j] }
+            tape.reset()
+            let v = tape.value(forward(rows, tape))
+            precondition(v.rows == block && v.cols == d, "inferInBlocks: the block's output is \(v.rows) × \(v.cols), not \(block) × \(d)")
+            for j in start..<end {
+                let r = order[j], pos = Int(ids[r] - blockIndex * b)
+                (out.pointer + r * d).update(from: v.pointer + pos * d, count: d)
+            }
+            start = end
+        }
+        return out
+    }
+
     /// Inference over `rows` local rows in blocks of `block` (no dropout, the tape reset per block so
     /// memory stays O(block)): `forward(rows of the block, tape)` gives the block's output, `cols` wide;
     /// the blocks are stacked into one rows × cols tensor.

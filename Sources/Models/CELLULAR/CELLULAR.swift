@@ -322,7 +322,7 @@ public final class CELLULAR: Model {
     // MARK: Model
 
     public func embedding(comm: Communicator) throws -> Tensor {
-        Tape.inferInBlocks(rows: x.rows, cols: embeddingDim) { forward($0, tape: $1, dropoutKey: nil) }
+        Tape.inferInBlocks(globalIds: cellIds, cols: embeddingDim) { forward($0, tape: $1, dropoutKey: nil) }
     }
 
     public var report: [(String, ReportValue)] {

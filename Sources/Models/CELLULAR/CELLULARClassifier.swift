@@ -145,7 +145,7 @@ public final class CELLULARClassifier: TrainingTask {
 
     /// Softmax probabilities of every local row (rows × types).
     public func probabilities() -> Tensor {
-        Tape.inferInBlocks(rows: input.rows, cols: types) { $1.softmax(logits($0, tape: $1, dropoutKey: nil)) }
+        Tape.inferInBlocks(globalIds: cellIds, cols: types) { $1.softmax(logits($0, tape: $1, dropoutKey: nil)) }
     }
 }
 

@@ -464,7 +464,7 @@ public final class SCNAME: Model {
     // MARK: Model
 
     public func embedding(comm: Communicator) throws -> Tensor {
-        Tape.inferInBlocks(rows: xScaled.rows, cols: embeddingDim) { encodeClean(xScaled.gatherRows($0), $1) }
+        Tape.inferInBlocks(globalIds: cellIds, cols: embeddingDim) { encodeClean(xScaled.gatherRows($0), $1) }
     }
 
     public func clusterAssignment(comm: Communicator) throws -> (labels: [Int32], clusters: Int)? {
