@@ -23,6 +23,18 @@
 //     reverse edge, which the symmetric connectivities always hold; so each sampled edge pulls its
 //     head `attractionSteps` times (2: once as head and once as the tail of the reverse edge, as in
 //     umap-learn, where both directions of an edge are sampled in the same epochs).
+//     Where the stand-in pull goes (`moveOther`): umap-learn's move_other pull reaches a cell when the
+//     *other* end's row is processed, apart from the cell's own pull-then-negatives sequence. `.before`
+//     (the default) gives it that separation: a first pass over the cell's sampled edges takes the
+//     stand-in pulls, then the walk pulls once per edge and draws its negatives. `.inWalk` (the
+//     earlier default) takes both pulls back to back before the edge's negatives. Same pulls, same
+//     negatives, same rates: only the order inside a cell's sub-epoch differs. Measured on the five
+//     shared datasets (scNAME embeddings, `syncytium bench layout --input`, 10 seeds each, AMD EPYC,
+//     2 ranks), preservation before / in-walk / umap-learn (sc.tl.umap's call, 10 seeds): pbmc
+//     .1773 / .1760 / .1753, kidney .1725 / .1716 / .1716, worm .1973 / .1948 / .1965, cite .1536 /
+//     .1510 / .1535, baron .3174 / .3152 / .3151 (standard errors 0.0002–0.0006); a Python replica of
+//     both orders and of umap-learn's sequential move_other agrees, and a pass *after* the walk
+//     scores below all three (worm .1918).
 //     Measured (scripts/umap_compare.py; numbers in the note of issue 18): on the five shared
 //     datasets the preservation with 1, 4 or 16 colour classes differs by ≤ 0.007 and without a
 //     consistent sign (4 chosen: cheap, one allgather per class); one pull per sampled edge instead of
@@ -57,6 +69,12 @@ public struct UMAPLayout: Sendable {
     public var subEpochs = 4
     /// Pulls per sampled edge on its head cell (2 = umap-learn's move_other through the reverse edge).
     public var attractionSteps = 2
+    /// Where a moving cell takes the pulls that stand in for umap-learn's move_other (all but one of
+    /// `attractionSteps` per sampled edge): `.inWalk` right after the edge's own pull, before its
+    /// negatives; `.before` in a pass over the cell's sampled edges ahead of its walk (each toward the
+    /// tail's position at the start of the sub-epoch), the walk then pulling once per edge.
+    public var moveOther: MoveOther = .before
+    public enum MoveOther: String, Sendable, CaseIterable { case inWalk = "in-walk", before }
     public var seed: UInt64 = 0
     /// 2 (umap-learn's default n_components).
     public static let dimensions = 2
@@ -209,6 +227,15 @@ public struct UMAPLayout: Sendable {
         var moved = [Float](repeating: 0, count: rows * 2)
         let clip = UMAPLayout.clip
         @inline(__always) func clipped(_ x: Float) -> Float { x > clip ? clip : (x < -clip ? -clip : x) }
+        @inline(__always) func attract(_ y0: inout Float, _ y1: inout Float, _ o0: Float, _ o1: Float, _ alpha: Float) {
+            let d0 = y0 - o0, d1 = y1 - o1
+            let d2 = d0 * d0 + d1 * d1
+            if d2 > 0 {
+                let p = powf(d2, b)
+                let coeff = -2 * a * b * (p / d2) / (a * p + 1)
+                y0 += clipped(coeff * d0) * alpha; y1 += clipped(coeff * d1) * alpha
+            }
+        }
         for epoch in 0..<nEpochs {
             let alpha = Float(learningRate * (1 - Double(epoch) / Double(nEpochs)))
             let epochStream = base.split(UInt64(epoch))
@@ -219,10 +246,17 @@ public struct UMAPLayout: Sendable {
                         let g = first + i
                         var y0 = pos[g * 2], y1 = pos[g * 2 + 1]
                         var rng = epochStream.split(UInt64(g))
+                        if moveOther == .before && attractionSteps > 1 {
+                            for e in rowPtr[i]..<rowPtr[i + 1] where nextSample[e] <= ep {
+                                let t = Int(tail[e])
+                                for _ in 1..<attractionSteps { attract(&y0, &y1, pos[t * 2], pos[t * 2 + 1], alpha) }
+                            }
+                        }
+                        let walkPulls = moveOther == .before ? min(1, attractionSteps) : attractionSteps
                         for e in rowPtr[i]..<rowPtr[i + 1] where nextSample[e] <= ep {
                             let t = Int(tail[e])
                             let o0 = pos[t * 2], o1 = pos[t * 2 + 1]
-                            for _ in 0..<attractionSteps {
+                            for _ in 0..<walkPulls {
                                 let d0 = y0 - o0, d1 = y1 - o1
                                 let d2 = d0 * d0 + d1 * d1
                                 if d2 > 0 {
