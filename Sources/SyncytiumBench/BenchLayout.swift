@@ -60,7 +60,9 @@ struct BenchLayout: ParsableCommand {
             let run = epochs ?? full
             try comm.barrier()
             t0 = Communicator.time()
-            let y = try UMAPLayout(seed: seed, epochs: run).run(graph, embedding: x, layout: layout, comm: comm)
+            var umap = UMAPLayout(seed: seed, epochs: run)
+            umap.moveOther = moveOther
+            let y = try umap.run(graph, embedding: x, layout: layout, comm: comm)
             let seconds = try comm.allreduce(value: Communicator.time() - t0, op: .max)
             precondition(y.allSatisfy(\.isFinite))
             let rss = try comm.allreduce(value: Double(ProcessMemory.read().peak) / 1_048_576, op: .max)

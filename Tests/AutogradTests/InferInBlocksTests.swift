@@ -13,7 +13,10 @@ final class InferInBlocksTests: XCTestCase {
         let n = 1003, g = 300, h = 40, d = 17, block = 128
         let x = Tensor.uniform(rows: n, cols: g, -1, 1, rng: &rng)
         let w1 = Tensor.uniform(rows: g, cols: h, -0.1, 0.1, rng: &rng), w2 = Tensor.uniform(rows: h, cols: d, -0.3, 0.3, rng: &rng)
-        let ids: [Int64] = (0..<n).map { Int64($0 * 2 + ($0 % 7 == 0 ? 1 : 0)) }
+        let ids: [Int64] = (0..<n).map { (i: Int) -> Int64 in
+            let gap: Int = i % 7 == 0 ? 1 : 0
+            return Int64(2 * i + gap)
+        }
         func run(_ shard: Range<Int>) -> (Tensor, [Int]) {
             var sizes: [Int] = []
             let local = Tensor(rows: shard.count, cols: g)
