@@ -121,7 +121,7 @@ public enum StableResolution {
         }
         let layout = try RowLayout(comm: comm, localCount: count)
         guard layout.total > neighbours else {
-            throw CollectiveUsageError("clusters auto: \(layout.total) cells are too few for a \(neighbours)-neighbour graph")
+            throw CollectiveUsageError("clusters auto: \(layout.total) cells are too few for a \(neighbours)-neighbour graph; give --clusters K")
         }
         let x = Tensor(rows: count, cols: points.dim, values: values)
         let knn = layout.total <= 100_000 ? try ExactKNN.build(x, k: neighbours, comm: comm)

@@ -302,19 +302,16 @@ public final class CICL: Model {
 
     // MARK: Model
 
+    /// In blocks placed by global cell id (`Tape.inferInBlocks(globalIds:)`): a cell's embedding does
+    /// not depend on which other cells its rank holds.
     public func embedding(comm: Communicator) throws -> Tensor {
-        let n = x.rows, g = genes
-        let out = Tensor(rows: n, cols: g)
-        var r0 = 0
-        while r0 < n {
-            let r1 = min(n, r0 + 512)
-            let dense = Tensor(rows: r1 - r0, cols: g)
-            input(Array(r0..<r1), into: dense)
-            let h = encodeWithoutGradients(dense)
-            (out.pointer + r0 * g).update(from: h.pointer, count: (r1 - r0) * g)
-            r0 = r1
+        let g = genes
+        return Tape.inferInBlocks(globalIds: cellIds, cols: g) { rows, tape in
+            let dense = tape.zeros(rows.count, g)
+            input(rows, into: dense)
+            var none: CICLDropoutMasks? = nil
+            return encode(tape.constant(dense), tape, { tape.constant($0.value) }, masks: &none)
         }
-        return out
     }
 
     public func clusterAssignment(comm: Communicator) throws -> (labels: [Int32], clusters: Int)? {
