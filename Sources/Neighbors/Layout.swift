@@ -231,7 +231,7 @@ public struct UMAPLayout: Sendable {
             let d0 = y0 - o0, d1 = y1 - o1
             let d2 = d0 * d0 + d1 * d1
             if d2 > 0 {
-                let p = powf(d2, b)
+                let p = powf(d2, b)  // d2^(b−1) = p / d2: one powf, not two
                 let coeff = -2 * a * b * (p / d2) / (a * p + 1)
                 y0 += clipped(coeff * d0) * alpha; y1 += clipped(coeff * d1) * alpha
             }
@@ -256,15 +256,7 @@ public struct UMAPLayout: Sendable {
                         for e in rowPtr[i]..<rowPtr[i + 1] where nextSample[e] <= ep {
                             let t = Int(tail[e])
                             let o0 = pos[t * 2], o1 = pos[t * 2 + 1]
-                            for _ in 0..<walkPulls {
-                                let d0 = y0 - o0, d1 = y1 - o1
-                                let d2 = d0 * d0 + d1 * d1
-                                if d2 > 0 {
-                                    let p = powf(d2, b)  // d2^(b−1) = p / d2: one powf, not two
-                                    let coeff = -2 * a * b * (p / d2) / (a * p + 1)
-                                    y0 += clipped(coeff * d0) * alpha; y1 += clipped(coeff * d1) * alpha
-                                }
-                            }
+                            for _ in 0..<walkPulls { attract(&y0, &y1, o0, o1, alpha) }
                             nextSample[e] += period[e]
                             let negatives = Int((ep - nextNegative[e]) / negPeriod[e])
                             if negatives > 0 {
