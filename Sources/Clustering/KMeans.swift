@@ -45,15 +45,11 @@ public struct KMeans {
         self.tolerance = tolerance; self.seed = seed; self.initialisation = initialisation
     }
 
-    public func fit(_ points: PointShard, comm: Communicator) throws -> Result {
-        let layout = try RowLayout(comm: comm, localCount: points.count)
-        guard k >= 1 else { throw CollectiveUsageError("k-means needs k ≥ 1, got \(k)") }
-        guard layout.total >= k else {
-            throw CollectiveUsageError("k-means with k = \(k) needs at least \(k) points; there are \(layout.total)")
-        }
+    /// `tolerance` × the mean per-feature variance of the points (scikit-learn's absolute tolerance). Collective.
+    func absoluteTolerance(_ points: PointShard, comm: Communicator) throws -> Double {
         let d = points.dim
-        // Mean per-feature variance → absolute tolerance.
-        var moments = [Double](repeating: 0, count: 2 * d)
+        var moments = [Double](repeating: 0, count: 2 * d + 1)
+        moments[2 * d] = Double(points.count)
         points.values.withUnsafeBufferPointer { x in
             for i in 0..<points.count {
                 for j in 0..<d {
@@ -62,10 +58,28 @@ public struct KMeans {
             }
         }
         try comm.allreduce(&moments, op: .sum)
-        let n = Double(layout.total)
+        let n = max(moments[2 * d], 1)
         var meanVar = 0.0
         for j in 0..<d { let m = moments[j] / n; meanVar += moments[d + j] / n - m * m }
-        let tol = tolerance * max(meanVar / Double(max(d, 1)), 0)
+        return tolerance * max(meanVar / Double(max(d, 1)), 0)
+    }
+
+    /// Lloyd's iterations from the given centres (k × d, the same on every rank), e.g. to follow
+    /// points that moved since `start` was fitted: cluster c stays the cluster nearest to where c was.
+    /// Collective.
+    public func refine(_ points: PointShard, from start: [Float], comm: Communicator) throws -> Result {
+        precondition(start.count == k * points.dim, "KMeans.refine: \(start.count) centre values for k = \(k), d = \(points.dim)")
+        let layout = try RowLayout(comm: comm, localCount: points.count)
+        return try lloyd(points, layout: layout, centres: start, tol: try absoluteTolerance(points, comm: comm), comm: comm)
+    }
+
+    public func fit(_ points: PointShard, comm: Communicator) throws -> Result {
+        let layout = try RowLayout(comm: comm, localCount: points.count)
+        guard k >= 1 else { throw CollectiveUsageError("k-means needs k ≥ 1, got \(k)") }
+        guard layout.total >= k else {
+            throw CollectiveUsageError("k-means with k = \(k) needs at least \(k) points; there are \(layout.total)")
+        }
+        let tol = try absoluteTolerance(points, comm: comm)
 
         var best: Result?
         // One stream for all ranks (rank 0's: the same draws everywhere); restart r takes child r,

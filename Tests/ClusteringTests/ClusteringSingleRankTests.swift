@@ -57,6 +57,29 @@ final class ClusteringSingleRankTests: XCTestCase {
         XCTAssertLessThanOrEqual(a.inertia, one.inertia * (1 + 1e-12))
     }
 
+    func testKMeansRefineFollowsMovedPointsAndKeepsClusterIdentity() throws {
+        let (x, truth) = blobs(n: 400, k: 4, d: 6, spread: 0.4, seed: 11)
+        let shard = PointShard(values: x, count: 400, dim: 6)
+        let km = KMeans(k: 4, restarts: 2, seed: 3)
+        let fit = try km.fit(shard, comm: comm)
+        // The points move by a common shift: refined centres move with them and cluster c stays c.
+        let moved = PointShard(values: x.enumerated().map { $0.element + Float($0.offset % 6) * 0.7 }, count: 400, dim: 6)
+        let r = try km.refine(moved, from: fit.centres, comm: comm)
+        XCTAssertEqual(r.labels, fit.labels, "the same points in the same clusters, under the same cluster numbers")
+        for c in 0..<4 { for j in 0..<6 { XCTAssertEqual(r.centres[c * 6 + j], fit.centres[c * 6 + j] + Float(j) * 0.7, accuracy: 1e-3) } }
+        // Started from permuted centres, the numbering follows the start, not k-means++.
+        let perm = [2, 0, 3, 1]
+        let start = perm.flatMap { Array(fit.centres[($0 * 6)..<($0 * 6 + 6)]) }
+        let p = try km.refine(shard, from: start, comm: comm)
+        for i in 0..<400 { XCTAssertEqual(perm[Int(p.labels[i])], Int(fit.labels[i])) }
+        XCTAssertEqual(ClusterMetrics.adjustedRandIndex(truth, p.labels.map(Int.init)), 1, accuracy: 1e-12)
+        // From a poor start it still descends to the blobs.
+        let poor = (0..<24).map { Float($0 % 5) * 0.1 }
+        let q = try km.refine(shard, from: poor, comm: comm)
+        XCTAssertGreaterThan(q.iterations, 1)
+        XCTAssertLessThanOrEqual(fit.inertia, q.inertia * (1 + 1e-6))
+    }
+
     func testKMeansRejectsMoreClustersThanPoints() {
         let shard = PointShard(values: [0, 1, 2], count: 3, dim: 1)
         XCTAssertThrowsError(try KMeans(k: 4).fit(shard, comm: comm)) { e in

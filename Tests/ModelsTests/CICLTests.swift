@@ -333,4 +333,33 @@ final class CICLModelTests: XCTestCase {
         XCTAssertEqual(own.labels.count, 30)
         XCTAssertEqual(Set(m.checkpointShards().keys), ["labels_current", "labels_previous", "labels_initial"])
     }
+
+    func testEpochCentreUpdateMovesCentresOncePerEpoch() throws {
+        var h = small()
+        h.epochs = 3
+        h.centreUpdate = .epoch
+        let (m, data) = try tinyModel(h)
+        var cfg = TrainerConfig()
+        cfg.batchSize = 8; cfg.lr = 1e-2
+        let trainer = try Trainer(task: m, config: cfg, plan: TrainingPlan(epochs: m.totalEpochs, seed: 1), cellIds: data.cellIds,
+                                  idSpace: data.cells, comm: Communicator.world)
+        try m.epochWillBegin(0, trainer: trainer)
+        let initial = Array(m.centres.value.scalars.prefix(3 * m.genes))
+        XCTAssertEqual(m.state.value.pointer[3], 0, "epoch 0 keeps the k-means centres it just fitted")
+        XCTAssertEqual(try trainer.run(), TrainingOutcome.completed)
+        XCTAssertEqual(m.state.value.pointer[3], 3, "moved before epochs 1 and 2")
+        let trained = Array(m.centres.value.scalars.prefix(3 * m.genes))
+        XCTAssertNotEqual(trained, initial, "the centres followed the encoder")
+        // Calling the hook again for an epoch already begun (a resume inside it) does not move them again.
+        try m.epochWillBegin(2, trainer: trainer)
+        XCTAssertEqual(Array(m.centres.value.scalars.prefix(3 * m.genes)), trained)
+        // The final clustering moves them once more, onto the final embedding: a Lloyd fixed point.
+        let own = try XCTUnwrap(try m.clusterAssignment(comm: Communicator.world))
+        let e = try m.embedding(comm: Communicator.world)
+        let means = try KMeans.clusterMeans(PointShard(values: e.scalars, count: e.rows, dim: e.cols), labels: own.labels, k: 3,
+                                            comm: Communicator.world)
+        let c = Array(m.centres.value.scalars.prefix(3 * m.genes))
+        let used = Set(own.labels)
+        for j in used { for i in 0..<m.genes { XCTAssertEqual(c[Int(j) * m.genes + i], means[Int(j) * m.genes + i], accuracy: 1e-4) } }
+    }
 }

@@ -38,6 +38,9 @@
 //   steps, compared with the previous epoch's; epoch 0 with the initial k-means). The reference runs
 //   51 epochs and keeps the epoch with the best ARI against the ground truth.
 // - K is given, or estimated without labels (the stability of Leiden on the untrained encoder's embedding's kNN graph, Neighbors/StableResolution.swift).
+// - `centre_update: epoch` (not the default) moves the centres by Lloyd's iterations on the current
+//   embedding before each epoch after the first and for the final clustering; `fixed` keeps the
+//   reference's untrained-encoder centres.
 // - The final clustering is the nearest fixed centre (`assignment: centres`, the reference's
 //   model_score) or k-means on the trained embedding (`kmeans`, its kmeans_score).
 // - Input: the log-normalised HVG matrix of the `cluster` preprocessing (the reference reads an
@@ -243,6 +246,22 @@ public final class CICL: Model {
 
     public func epochWillBegin(_ epoch: Int, trainer: Trainer) throws {
         if !centresReady { try initialiseCentres() }
+        // state[3] = 1 + the last epoch whose centres were moved (checkpointed with the buffer, so a
+        // run resumed inside an epoch does not move them twice).
+        if hyperparameters.centreUpdate == .epoch && epoch > 0 && Int(state.value.pointer[3]) < epoch + 1 {
+            try moveCentres()
+            state.value.pointer[3] = Float(epoch + 1)
+        }
+    }
+
+    /// Collective: Lloyd's iterations on the current embedding of every cell, from the current centres.
+    func moveCentres() throws {
+        let e = try embedding(comm: comm)
+        let kk = k, d = genes
+        let fit = try KMeans(k: kk, restarts: 1, seed: context.seed)
+            .refine(PointShard(values: e.scalars, count: e.rows, dim: d), from: Array(centres.value.scalars.prefix(kk * d)), comm: comm)
+        for i in 0..<(kk * d) { centres.value.pointer[i] = fit.centres[i] }
+        Logger(label: "syncytium.cicl").debug("cicl: centres moved (\(fit.iterations) Lloyd iterations)")
     }
 
     /// Collective: K (given, or by Leiden stability, StableResolution) and the centres by k-means on the untrained encoder's
@@ -317,6 +336,7 @@ public final class CICL: Model {
     public func clusterAssignment(comm: Communicator) throws -> (labels: [Int32], clusters: Int)? {
         guard hyperparameters.assignment == .centres else { return nil }
         if !centresReady { try initialiseCentres() }
+        if hyperparameters.centreUpdate == .epoch { try moveCentres() }
         return (assign(try embedding(comm: comm)), k)
     }
 

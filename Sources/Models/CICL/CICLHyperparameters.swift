@@ -18,6 +18,17 @@ public enum CICLAssignment: String, SettingChoice {
     case kmeans
 }
 
+/// Whether the cluster centres follow the encoder as it trains.
+public enum CICLCentreUpdate: String, SettingChoice {
+    /// The initial k-means centres of the untrained encoder, never moved (the reference: its centres
+    /// get no gradient through the argmax).
+    case fixed
+    /// Before every epoch after the first, and once more for the final clustering, Lloyd's iterations
+    /// on the current encoder's embedding of every cell, started from the current centres (cluster c
+    /// stays the cluster nearest to where c was, so pseudo-labels keep their meaning).
+    case epoch
+}
+
 /// CICL's hyperparameters (MODELS.md §4). Reference values (Alunethy/CICL, `--objective para`) are
 /// in each help line; the defaults differ in the schedule (configs/cicl-reference.yaml restores it).
 public struct CICLHyperparameters: ModelHyperparameters, Equatable {
@@ -57,6 +68,8 @@ public struct CICLHyperparameters: ModelHyperparameters, Equatable {
     public var tolerance: Double = 0
     @Setting("Final clustering: centres (nearest fixed centre, the model's head) or kmeans (k-means on the trained embedding).")
     public var assignment = CICLAssignment.centres
+    @Setting("Cluster centres: fixed (the untrained encoder's k-means, the reference) or epoch (moved by Lloyd's iterations on the current embedding before each epoch and for the final clustering).")
+    public var centreUpdate = CICLCentreUpdate.fixed
     public init() {}
 
     /// Width of the value projection (and input of the attention output projection).
