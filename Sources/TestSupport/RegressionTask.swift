@@ -13,6 +13,8 @@ public final class RegressionTask: TrainingTask {
     /// Rows of every cell (global id g → row g of the data), this rank's ids.
     let x: Tensor, y: Tensor
     public let ids: [Int64]
+    /// Requests the end of training when this epoch ends (as a convergence rule would); nil: never.
+    public var finishAfterEpoch: Int? = nil
 
     /// `cells` cells in all with `inputs` features and `outputs` targets; this task holds `ids`.
     public init(cells: Int, inputs: Int = 6, outputs: Int = 3, ids: [Int64], seed: UInt64 = 5) {
@@ -32,6 +34,10 @@ public final class RegressionTask: TrainingTask {
         let yb = Tensor(rows: rows.count, cols: y.cols, values: rows.flatMap { r in (0..<y.cols).map { y[r, $0] } })
         let l = tape.mseLoss(layer(tape.constant(xb), tape), tape.constant(yb))
         return (l, [tape.value(l).scalar])
+    }
+
+    public func epochDidEnd(_ epoch: Int, trainer: Trainer) throws {
+        if epoch == finishAfterEpoch { trainer.finishRequested = true }
     }
 
     /// The parameters as a flat array.

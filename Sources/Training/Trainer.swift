@@ -160,6 +160,7 @@ public final class Trainer {
         try task.store.load(serialized: Checkpoint.readBlob(ck, "parameters"))
         try optimizer.restore(state: Checkpoint.readBlob(ck, "optimizer"))
         epoch = meta.epoch; stepInEpoch = meta.stepInEpoch; globalStep = meta.globalStep
+        finishRequested = meta.extra[Trainer.finishedKey] != nil
         if meta.ranks != comm.size {
             Logger(label: "syncytium.training").info("resuming from \(ck.lastPathComponent), written by \(meta.ranks) rank(s), on \(comm.size): per-cell state is re-sharded")
         }
@@ -171,13 +172,18 @@ public final class Trainer {
         resumedFrom = ck
     }
 
+    /// The checkpoint's `extra` key that records a finish the task requested.
+    static let finishedKey = "finish_requested"
+
     /// Collective. Writes a checkpoint of the current position.
     @discardableResult
     public func writeCheckpoint() throws -> URL? {
         guard let dirPath = config.checkpointDir else { return nil }
         let dir = URL(fileURLWithPath: dirPath)
+        // A finish requested by the task (a convergence rule) travels with the checkpoint, so a resumed run ends too.
         let meta = CheckpointMeta(producer: producer, config: plan.runSpec, epoch: epoch, stepInEpoch: stepInEpoch,
-                                  globalStep: globalStep, ranks: comm.size, seed: plan.seed)
+                                  globalStep: globalStep, ranks: comm.size, seed: plan.seed,
+                                  extra: finishRequested ? [Trainer.finishedKey: "requested by the task"] : [:])
         try reducer.gatherOptimizerState(optimizer)
         let blobs = comm.rank == 0 ? ["parameters": task.store.serialized(), "optimizer": optimizer.stateBlob(),
                                       "history": Trainer.encodeHistory(epochHistory)] : [:]
@@ -219,6 +225,8 @@ public final class Trainer {
         var stepSeconds = 0.0
         var cellsPerSecond = 0.0
         let checkpointing = config.checkpointDir != nil
+        // Resumed from a checkpoint written when the task asked to finish: training is over.
+        if finishRequested { return .completed }
         while epoch < plan.epochs {
             if stepInEpoch == 0 || resumedFrom != nil { try task.epochWillBegin(epoch, trainer: self) }
             resumedFrom = nil

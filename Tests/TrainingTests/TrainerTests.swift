@@ -128,6 +128,17 @@ final class TrainerTests: XCTestCase {
             XCTAssertEqual(a.loss.bitPattern, b.loss.bitPattern, "epoch \(a.epoch)")
             XCTAssertEqual(a.terms.map(\.bitPattern), b.terms.map(\.bitPattern), "epoch \(a.epoch)")
         }
+        // A finish the task requested (a convergence rule) is in the checkpoint: resuming it trains no further.
+        let early = dir.appendingPathComponent("early")
+        let (stopped, st) = try trainer({ $0.checkpointDir = early.path }, epochs: 4)
+        st.finishAfterEpoch = 1
+        XCTAssertEqual(try stopped.run(), .completed)
+        XCTAssertEqual(stopped.globalStep, 2 * spe)
+        let (again, at) = try trainer({ $0.checkpointDir = early.path }, epochs: 4)
+        XCTAssertNotNil(try again.resumeIfPossible())
+        XCTAssertEqual(try again.run(), .completed)
+        XCTAssertEqual(again.globalStep, 2 * spe, "no step after the requested finish")
+        XCTAssertEqual(at.parameters, st.parameters)
         // A damaged history is an error naming the file, not a silently shorter history.
         let h: [(epoch: Int, loss: Double, terms: [Double])] = [(0, 1.5, [0.25, -2]), (1, 0.75, [])]
         let bytes = Trainer.encodeHistory(h)
