@@ -118,6 +118,11 @@ runOnly("--source-rows", "mpi-source-rows", "source rows through filter + redist
 runOnly("--scsiameseclu", "mpi-scsiameseclu", "scsiameseclu ops = single rank") {
     try scSiameseCluChecks(comm: comm, expect: { expect($0, $1) })
 }
+// CICL trained on N ranks = one rank (--cicl FILE, a shared dataset; launch/tests.d/70-cicl).
+runOnly("--cicl", "mpi-cicl", "cicl training on N ranks = one rank") {
+    guard let i = args.firstIndex(of: "--cicl"), i + 1 < args.count else { throw CollectiveUsageError("--cicl needs the path of an .h5ad") }
+    try ciclChecks(comm: comm, path: args[i + 1], expect: { expect($0, $1) })
+}
 if args.contains("--checked") {
     // Every collective below runs through the signature check and stall watchdog: they must not
     // change any result nor fire on correct code.
