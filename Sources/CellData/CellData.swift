@@ -215,6 +215,32 @@ public enum RowPartition {
         return bounds
     }
 
+    /// Collective: `balancedByNNZ` of the whole indptr, from the slices the ranks hold (this rank's
+    /// starts at entry `from`; together they cover entries 0…rows, monotone): the same cuts, with one
+    /// allreduce of parts − 1 values instead of the whole indptr on every rank.
+    public static func balancedByNNZ(indptrSlice p: [Int64], from: Int, rows n: Int, nnz total: Int64, parts: Int,
+                                     comm: Communicator) throws -> [Int] {
+        precondition(parts >= 1 && n >= parts)
+        // For each cut, the first row (< n) whose start offset reaches the target, in this slice (n if none).
+        var first = [Int64](repeating: Int64(n), count: Swift.max(parts - 1, 1))
+        if total > 0 {
+            for r in 1..<Swift.max(parts, 1) {
+                let target = total * Int64(r) / Int64(parts)
+                var lo = 0, hi = p.count
+                while lo < hi { let mid = (lo + hi) / 2; if p[mid] < target { lo = mid + 1 } else { hi = mid } }
+                if lo < p.count && from + lo < n { first[r - 1] = Int64(from + lo) }
+            }
+        }
+        if parts > 1 { try comm.allreduce(&first, op: .min) }
+        var bounds = [Int](repeating: 0, count: parts + 1)
+        bounds[parts] = n
+        for r in 1..<Swift.max(parts, 1) {
+            let lo = total == 0 ? n * r / parts : Int(first[r - 1])
+            bounds[r] = Swift.min(Swift.max(lo, bounds[r - 1] + 1), n - (parts - r))
+        }
+        return bounds
+    }
+
     /// Equal row counts (size+1 boundaries).
     public static func equalRows(_ n: Int, parts: Int) -> [Int] {
         (0...parts).map { n * $0 / parts }

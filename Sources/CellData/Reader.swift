@@ -276,24 +276,38 @@ public enum CellReader {
 
     static func readCSR(_ file: H5File, _ L: MatrixLayout, path: String, comm: Communicator,
                         options: ReadOptions) throws -> (CellShard, Range<Int>) {
-        // indptr: read once on rank 0, validated there, broadcast.
-        let indptrLocal: [Int64] = try agreeing(comm) {
-            guard comm.rank == 0 else { return [] }
+        // indptr: each rank reads and validates an equal slice of it (neighbouring slices share one
+        // entry, so monotonicity is checked across the cuts); the nnz-balanced cuts are found in the
+        // slices (one allreduce), and each rank then reads the indptr of its own rows. No rank holds
+        // more than ≈ 2·N/P + 1 entries of it.
+        let n = L.nObs, nnz = L.nnz ?? 0
+        let slice = (n * comm.rank / comm.size)...(n * (comm.rank + 1) / comm.size)
+        let part: [Int64] = try agreeing(comm) {
             let d = try file.root.dataset(L.indptrPath!)
-            guard d.count == L.nObs + 1 else {
+            guard d.count == n + 1 else {
                 throw CellDataError(file: path, object: L.indptrPath!,
-                                    problem: "shape mismatch: \(d.count) entries for \(L.nObs) cells (expected \(L.nObs + 1))",
+                                    problem: "shape mismatch: \(d.count) entries for \(n) cells (expected \(n + 1))",
                                     fix: "the matrix is inconsistent; re-write it")
             }
-            let p: [Int64] = try readOrExplain(path, L.indptrPath!) { try d.readAll() }
-            try validateIndptr(p, nnz: L.nnz ?? 0, path: path, object: L.indptrPath!)
+            let p: [Int64] = try readOrExplain(path, L.indptrPath!) { try d.read(rows: slice.lowerBound..<(slice.upperBound + 1)) }
+            try validateIndptr(p, from: slice.lowerBound, nnz: nnz, first: comm.rank == 0, last: comm.rank == comm.size - 1,
+                               path: path, object: L.indptrPath!)
             return p
         }
-        let indptr = try comm.broadcast(array: indptrLocal, root: 0)
-        let bounds = RowPartition.balancedByNNZ(indptr: indptr, parts: comm.size)
+        let bounds = try RowPartition.balancedByNNZ(indptrSlice: part, from: slice.lowerBound, rows: n, nnz: nnz,
+                                                    parts: comm.size, comm: comm)
         let rows = bounds[comm.rank]..<bounds[comm.rank + 1]
+        let indptr: [Int64] = try agreeing(comm) {
+            try readOrExplain(path, L.indptrPath!) {
+                try file.root.dataset(L.indptrPath!).read(rows: rows.lowerBound..<(rows.upperBound + 1))
+            }
+        }
         let shard: CellShard = try agreeing(comm) {
-            let lo = Int(indptr[rows.lowerBound]), hi = Int(indptr[rows.upperBound])
+            let lo = Int(indptr.first!), hi = Int(indptr.last!)
+            guard zip(indptr, indptr.dropFirst()).allSatisfy({ $0 <= $1 }) else {
+                throw CellDataError(file: path, object: L.indptrPath!, problem: "indptr changed while it was read",
+                                    fix: "do not write the file while it is read")
+            }
             let dataSet = try file.root.dataset(L.dataPath)
             let idxSet = try file.root.dataset(L.indicesPath!)
             let values: [Float] = try readOrExplain(path, L.dataPath) { try dataSet.read(rows: lo..<hi) }
@@ -303,8 +317,8 @@ public enum CellReader {
             }
             let cols: [Int32] = try readOrExplain(path, L.indicesPath!) { try idxSet.read(rows: lo..<hi) }
             try validateIndices(cols, bound: L.nVars, path: path, object: L.indicesPath!, what: "gene")
-            let base = indptr[rows.lowerBound]
-            let rowPtr = indptr[rows.lowerBound...rows.upperBound].map { $0 - base }
+            let base = indptr.first!
+            let rowPtr = indptr.map { $0 - base }
             return CellShard(nObs: L.nObs, nVars: L.nVars, rowIds: rows.map { Int64($0) }, rowPtr: rowPtr,
                              colIdx: cols, values: values, obs: Frame(index: []), vars: Frame(index: []),
                              source: sourceInfo(L, path: path))
@@ -346,6 +360,25 @@ public enum CellReader {
             return "install its HDF5 plugin (Debian: \(package); put the .so in \(plugins) or HDF5_PLUGIN_PATH) \(rewrite)"
         }
         return "install an HDF5 plugin for '\(name)' (in \(plugins) or HDF5_PLUGIN_PATH; h5py users get it from the hdf5plugin package) \(rewrite)"
+    }
+
+    /// A slice of indptr starting at entry `from`: monotone (entries named by their global index); it
+    /// starts at 0 when it is the `first` slice and ends at `nnz` when it is the `last`.
+    static func validateIndptr(_ p: [Int64], from: Int, nnz: Int64, first: Bool, last: Bool, path: String, object: String) throws {
+        if first && p.first != 0 {
+            throw CellDataError(file: path, object: object, problem: "indptr starts at \(p.first ?? -1), not 0",
+                                fix: "the matrix is inconsistent; re-write it")
+        }
+        for i in p.indices.dropFirst() where p[i] < p[i - 1] {
+            throw CellDataError(file: path, object: object,
+                                problem: "non-monotone indptr (entry \(from + i) = \(p[i]) < entry \(from + i - 1) = \(p[i - 1]))",
+                                fix: "the matrix is inconsistent; re-write it")
+        }
+        if last && p.last != nnz {
+            throw CellDataError(file: path, object: object,
+                                problem: "shape mismatch: indptr ends at \(p.last ?? -1) but data holds \(nnz) entries",
+                                fix: "the matrix is inconsistent or truncated; re-write it")
+        }
     }
 
     static func validateIndptr(_ p: [Int64], nnz: Int64, path: String, object: String) throws {

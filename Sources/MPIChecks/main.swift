@@ -3,6 +3,7 @@
 //   mpirun -np 3 --oversubscribe .build/release/MPIChecks --fail-on-rank 1
 // Every rank runs every check; results are combined with an allreduce so the verdict is global.
 // The last line is "mpi-collectives (np=N): P passed, F failed"; the exit code is 0 only when F == 0.
+import CellData
 import Clustering
 import Collectives
 import Models
@@ -490,6 +491,26 @@ run("distributed median and k-th smallest") {
     let m = all.count % 2 == 1 ? Double(all[all.count / 2]) : (Double(all[all.count / 2 - 1]) + Double(all[all.count / 2])) / 2
     let got = try comm.median(mine)
     expect(got == m, "median \(String(describing: got)) vs \(m)")
+}
+// The reader's nnz-balanced row cuts from indptr slices (each rank an equal slice, sharing one entry
+// with the next) equal the cuts of the whole indptr, including empty rows, runs of equal offsets,
+// heavy rows and an all-empty matrix.
+run("balanced row cuts from indptr slices") {
+    for (n, seed) in [(7, 1), (53, 2), (200, 3), (1000, 4)] where n >= p {
+        for pattern in 0..<3 {
+            var rng = RandomStream(seed: UInt64(seed), purpose: .custom("cuts"))
+            var indptr: [Int64] = [0]
+            for i in 0..<n {
+                let add: Int64 = pattern == 2 ? 0 : (pattern == 1 && i % 5 != 0 ? 0 : Int64(rng.int(below: i % 17 == 0 ? 400 : 20)))
+                indptr.append(indptr.last! + add)
+            }
+            let whole = RowPartition.balancedByNNZ(indptr: indptr, parts: p)
+            let lo = n * r / p, hi = n * (r + 1) / p
+            let got = try RowPartition.balancedByNNZ(indptrSlice: Array(indptr[lo...hi]), from: lo, rows: n, nnz: indptr.last!,
+                                                     parts: p, comm: comm)
+            expect(got == whole, "cuts of \(n) rows (pattern \(pattern)): \(got) from slices vs \(whole)")
+        }
+    }
 }
 run("scname sampled neighbourhood loss = single rank") { try scnameSampledLossChecks(comm: comm, expect: { expect($0, $1) }) }
 
