@@ -40,7 +40,9 @@
 // - K is given, or estimated without labels (the stability of Leiden on the untrained encoder's embedding's kNN graph, Neighbors/StableResolution.swift).
 // - `centre_update: epoch` (not the default) moves the centres by Lloyd's iterations on the current
 //   embedding before each epoch after the first and for the final clustering; `fixed` keeps the
-//   reference's untrained-encoder centres.
+//   reference's untrained-encoder centres. Measured (K given, 20 epochs, 2 ranks, seeds 0/1/2, AMD EPYC):
+//   mean ARI epoch / fixed: pbmc 0.682 / 0.685, kidney 0.569 / 0.548, worm 0.330 / 0.327, cite 0.458 / 0.507,
+//   baron 0.310 / 0.301: no consistent gain, so the reference's `fixed` stays the default.
 // - The final clustering is the nearest fixed centre (`assignment: centres`, the reference's
 //   model_score) or k-means on the trained embedding (`kmeans`, its kmeans_score).
 // - Input: the log-normalised HVG matrix of the `cluster` preprocessing (the reference reads an
