@@ -382,20 +382,7 @@ public enum CellReader {
     }
 
     static func validateIndptr(_ p: [Int64], nnz: Int64, path: String, object: String) throws {
-        guard p.first == 0 else {
-            throw CellDataError(file: path, object: object, problem: "indptr starts at \(p.first ?? -1), not 0",
-                                fix: "the matrix is inconsistent; re-write it")
-        }
-        for i in 1..<p.count where p[i] < p[i - 1] {
-            throw CellDataError(file: path, object: object,
-                                problem: "non-monotone indptr (entry \(i) = \(p[i]) < entry \(i - 1) = \(p[i - 1]))",
-                                fix: "the matrix is inconsistent; re-write it")
-        }
-        guard p.last == nnz else {
-            throw CellDataError(file: path, object: object,
-                                problem: "shape mismatch: indptr ends at \(p.last ?? -1) but data holds \(nnz) entries",
-                                fix: "the matrix is inconsistent or truncated; re-write it")
-        }
+        try validateIndptr(p, from: 0, nnz: nnz, first: true, last: true, path: path, object: object)
     }
 
     static func validateValues(_ v: [Float], path: String, object: String, requireCounts: Bool) throws {

@@ -256,14 +256,17 @@ public final class CICL: Model {
         }
     }
 
-    /// Collective: Lloyd's iterations on the current embedding of every cell, from the current centres.
-    func moveCentres() throws {
+    /// Collective: Lloyd's iterations on the current embedding of every cell, from the current centres;
+    /// returns this rank's cells' nearest moved centre.
+    @discardableResult
+    func moveCentres() throws -> [Int32] {
         let e = try embedding(comm: comm)
         let kk = k, d = genes
         let fit = try KMeans(k: kk, restarts: 1, seed: context.seed)
             .refine(PointShard(values: e.scalars, count: e.rows, dim: d), from: Array(centres.value.scalars.prefix(kk * d)), comm: comm)
         for i in 0..<(kk * d) { centres.value.pointer[i] = fit.centres[i] }
         Logger(label: "syncytium.cicl").debug("cicl: centres moved (\(fit.iterations) Lloyd iterations)")
+        return fit.labels
     }
 
     /// Collective: K (given, or by Leiden stability, StableResolution) and the centres by k-means on the untrained encoder's
@@ -338,7 +341,8 @@ public final class CICL: Model {
     public func clusterAssignment(comm: Communicator) throws -> (labels: [Int32], clusters: Int)? {
         guard hyperparameters.assignment == .centres else { return nil }
         if !centresReady { try initialiseCentres() }
-        if hyperparameters.centreUpdate == .epoch { try moveCentres() }
+        // Lloyd's final assignment is against the moved centres: the same nearest centres, without a second embedding pass.
+        if hyperparameters.centreUpdate == .epoch { return (try moveCentres(), k) }
         return (assign(try embedding(comm: comm)), k)
     }
 
