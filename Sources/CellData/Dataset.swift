@@ -90,6 +90,8 @@ public struct Dataset: Sendable {
         ro.permutationSeed = permutationSeed
         var s = try CellReader.read(path, comm: comm, options: ro)
         let removed = try Preprocess.filterCells(&s, minCounts: max(options.minCounts, 1), minGenes: options.minGenes, comm: comm)
+        // The reader balances stored entries (reading costs per entry); the rest costs per cell.
+        s = try Redistribute.equalRows(s, comm: comm)
         if removed > 0 {
             Logger(label: "syncytium.data").warning("\(path): removed \(removed) cell(s) with fewer than \(Int(max(options.minCounts, 1))) counts or \(options.minGenes) genes")
         }

@@ -22,6 +22,32 @@ public enum Redistribute {
         return try byOwner(s, owners: s.rowIds.map { Int(owner[Int($0)]) }, comm: comm)
     }
 
+    /// Collective. Rows placed by the reader (ascending blocks in rank order, cut so every rank holds
+    /// about the same number of stored entries) moved to equal row counts, still ascending blocks:
+    /// rank r holds global rows [N·r/P, N·(r+1)/P). Everything after preprocessing (training, the
+    /// embedding, kNN, layout) costs per cell, dense, whatever a cell's stored entries: with the
+    /// reader's cuts cite_cbmc put 2.0× the cells of rank 0 on rank 1, and its steps took rank 1 twice
+    /// as long and twice the memory. Another placement (`permuted`, equal counts already) is returned
+    /// as it is, and so is one already equal (no data moves). O(shard) memory: one allgather of P
+    /// records decides it.
+    public static func equalRows(_ s: CellShard, comm: Communicator) throws -> CellShard {
+        let blocks = try RowBlocks(ids: s.rowIds, value: Int64(s.localRows), comm: comm)
+        guard blocks.ordered, comm.size > 1 else { return s }
+        let p = comm.size, n = s.nObs
+        let bounds = RowPartition.equalRows(n, parts: p)
+        var already = true
+        for r in 0..<p where Int(blocks.before(r)) != bounds[r] || Int(blocks.values[r]) != bounds[r + 1] - bounds[r] { already = false }
+        if already { return s }
+        var owners = [Int](repeating: 0, count: s.localRows)
+        var r = 0
+        for i in 0..<s.localRows {
+            let q = Int(s.rowIds[i])
+            while r + 1 < p && q >= bounds[r + 1] { r += 1 }
+            owners[i] = r
+        }
+        return try byOwner(s, owners: owners, comm: comm)
+    }
+
     /// Sends local row i to rank owners[i]. Every rank calls this together.
     public static func byOwner(_ s: CellShard, owners: [Int], comm: Communicator) throws -> CellShard {
         let p = comm.size

@@ -44,6 +44,18 @@ func sourceRowChecks(comm: Communicator, expect: (Bool, String) -> Void) throws 
         expect(s.sourceRows == s.sourceRows.sorted(), "\(stage): sourceRows ascending")
     }
     consistent(s, "after filterCells")
+    // Equal row counts (Dataset.load after filterCells): from the uneven placement, rank r holds the
+    // kept rows [n·r/P, n·(r+1)/P) in ascending order; an equal placement or a permuted one stays as it is.
+    let even = try Redistribute.equalRows(s, comm: comm)
+    consistent(even, "after Redistribute.equalRows")
+    let want = RowPartition.equalRows(kept.count, parts: comm.size)
+    expect(even.rowIds == (want[comm.rank]..<want[comm.rank + 1]).map { Int64($0) },
+           "equalRows: rank \(comm.rank) holds ids \(even.rowIds.first ?? -1)…\(even.rowIds.last ?? -1) (\(even.localRows)), want \(want[comm.rank])..<\(want[comm.rank + 1])")
+    let again = try Redistribute.equalRows(even, comm: comm)
+    expect(again.rowIds == even.rowIds && again.values == even.values && again.sourceRows == even.sourceRows, "equalRows of an equal placement moved rows")
+    let shuffled = try Redistribute.permuted(s, seed: 9, comm: comm)
+    let kept2 = try Redistribute.equalRows(shuffled, comm: comm)
+    expect(kept2.rowIds == shuffled.rowIds && kept2.sourceRows == shuffled.sourceRows, "equalRows moved a permuted placement")
     let moved = try Redistribute.permuted(s, seed: 5, comm: comm)
     consistent(moved, "after Redistribute.permuted")
     // Every kept row on exactly one rank.
