@@ -61,9 +61,29 @@ public final class Tape {
         let n = Tape.poolCapacity(rows * cols)
         let s: TensorStorage
         lastUse[n] = cycle
-        if let reused = pool[n]?.popLast() { s = reused } else { s = TensorStorage(uninitializedCount: n); elementsAllocated += n }
+        if let reused = pool[n]?.popLast() {
+            s = reused
+        } else if let c = largerPooledClass(n) {
+            // A pooled buffer of a larger class (the full steps' buffers, during a short last step)
+            // rather than a new one: it goes back to its own class at reset().
+            s = pool[c]!.popLast()!
+            lastUse[c] = cycle
+        } else {
+            s = TensorStorage(uninitializedCount: n); elementsAllocated += n
+        }
         inUse.append(s)
         return Tensor(rows: rows, cols: cols, storage: s)
+    }
+
+    /// The smallest pooled class with a free buffer of more than `n` and at most 4·n elements, if any
+    /// (a buffer is never lent to a request below a quarter of its size, so small tensors do not
+    /// take the buffers large ones will ask for).
+    private func largerPooledClass(_ n: Int) -> Int? {
+        var best: Int?
+        for (c, free) in pool where c > n && c <= 4 * n && !free.isEmpty {
+            if best == nil || c < best! { best = c }
+        }
+        return best
     }
 
     /// The pool's size class for `n` elements: n itself up to 4096, above that n rounded up to a

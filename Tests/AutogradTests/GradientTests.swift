@@ -396,6 +396,37 @@ final class TapeTests: XCTestCase {
         }
     }
 
+    func testShortStepsBorrowTheFullStepsBuffers() throws {
+        // An epoch of full steps and a short last one (2,617 of 8,617 cells at batch 6,000): the short
+        // step takes the full steps' pooled buffers (classes up to 4× its sizes) instead of adding a
+        // second set, and its values and gradients are those of a fresh tape.
+        var rng = RandomStream(seed: 3)
+        let w = Tensor.uniform(rows: 300, cols: 64, -1, 1, rng: &rng)
+        let full = Tensor.uniform(rows: 240, cols: 300, -1, 1, rng: &rng), short = Tensor.uniform(rows: 100, cols: 300, -1, 1, rng: &rng)
+        func step(_ t: Tape, _ x: Tensor, _ gw: Tensor) throws -> Float {
+            t.reset()
+            let loss = t.mean(t.layerNorm(t.linear(t.constant(x), t.parameter(w, grad: gw), nil, activation: .relu), gamma: nil, beta: nil))
+            try t.backward(loss)
+            return t.value(loss).scalar
+        }
+        let t = Tape(), gw = Tensor(rows: 300, cols: 64)
+        _ = try step(t, full, gw)
+        let afterFull = t.elementsAllocated
+        var losses: [Float] = [], grads: [[Float]] = []
+        for _ in 0..<3 {
+            losses.append(try step(t, short, gw)); grads.append(gw.scalars)
+            _ = try step(t, full, gw)
+        }
+        // Only buffers of ≤ 4096 elements (pooled by exact size, never lent) may be new.
+        XCTAssertLessThanOrEqual(t.elementsAllocated - afterFull, 3 * 4096, "short steps allocated \(t.elementsAllocated - afterFull) elements beside a full step's \(afterFull)")
+        let fresh = Tape(), gf = Tensor(rows: 300, cols: 64)
+        let want = try step(fresh, short, gf)
+        for (l, g) in zip(losses, grads) {
+            XCTAssertEqual(l, want)
+            XCTAssertEqual(g, gf.scalars)
+        }
+    }
+
     func testGradCheckDetectsAWrongGradient() {
         // An op with a deliberately wrong backward (factor 2 missing) must fail the checker.
         let r = GradCheck.check([Tensor(rows: 2, cols: 2, values: [0.5, -0.3, 0.8, 1.2])]) { t, v in
