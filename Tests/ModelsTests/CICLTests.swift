@@ -211,6 +211,33 @@ final class CICLOpTests: XCTestCase {
         XCTAssertNotEqual(subOut.row(0), out.row(sub[0]))
     }
 
+    func testGeneScaledViewNoiseIsTheAbsoluteNoiseTimesEachGenesScale() {
+        let b = 12, g = 30
+        let clean = rand(b, g, 0, 3, seed: 21)
+        let ids = (0..<b).map { Int64($0 * 3 + 1) }
+        let absolute = Tensor(rows: 2 * b, cols: g), scaled = Tensor(rows: 2 * b, cols: g)
+        CICLStreams.views(clean: clean, ids: ids, seed: 5, epoch: 2, fraction: 0.8, std: 0.5, into: absolute)
+        // Gene j's scale is j / 10 (gene 0 gets no noise at all); the same genes and draws otherwise.
+        let scale = (0..<g).map { Float($0) / 10 }
+        CICLStreams.views(clean: clean, ids: ids, seed: 5, epoch: 2, fraction: 0.8, std: 0.5, geneScale: scale, into: scaled)
+        var noised = 0
+        for r in 0..<(2 * b) {
+            let k = r % b
+            XCTAssertEqual(scaled[r, 0], clean[k, 0])
+            for j in 0..<g {
+                let a = absolute[r, j] - clean[k, j], s = scaled[r, j] - clean[k, j]
+                if a != 0 { noised += 1 }
+                // Both are clean + σ·z (·scale) in float: the difference of two roundings of values ≤ ~5.
+                XCTAssertEqual(s, a * scale[j], accuracy: 4e-6 * (1 + abs(clean[k, j]) + abs(a)))
+            }
+        }
+        XCTAssertEqual(noised, 2 * b * 24, "⌊0.8 · 30⌋ genes per view noised")
+        let ones = Tensor(rows: 2 * b, cols: g)
+        CICLStreams.views(clean: clean, ids: ids, seed: 5, epoch: 2, fraction: 0.8, std: 0.5,
+                          geneScale: [Float](repeating: 1, count: g), into: ones)
+        XCTAssertEqual(ones.scalars, absolute.scalars, "scale 1 for every gene is the absolute noise")
+    }
+
     func testDropoutMasksKeyedByCell() {
         let ids: [Int64] = [4, 9, 1, 12]
         var all = CICLDropoutMasks(seed: 2, epoch: 0, ids: ids, views: 2, p: 0.2)

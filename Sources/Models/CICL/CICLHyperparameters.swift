@@ -18,6 +18,15 @@ public enum CICLAssignment: String, SettingChoice {
     case kmeans
 }
 
+/// What the view noise's standard deviation is relative to.
+public enum CICLNoiseScale: String, SettingChoice {
+    /// σ in the input's units (the reference, whose input is an externally normalised matrix).
+    case absolute
+    /// σ times each gene's global standard deviation (the same noise-to-spread ratio for every gene;
+    /// identical to `absolute` under `scale_input`).
+    case gene
+}
+
 /// Whether the cluster centres follow the encoder as it trains.
 public enum CICLCentreUpdate: String, SettingChoice {
     /// The initial k-means centres of the untrained encoder, never moved (the reference: its centres
@@ -56,6 +65,8 @@ public struct CICLHyperparameters: ModelHyperparameters, Equatable {
     public var noiseFraction: Float = 0.8
     @Setting("Standard deviation of the Gaussian view noise (reference 0.5).", min: 0)
     public var noiseStd: Float = 0.5
+    @Setting("View noise relative to: absolute (σ in the input's units, the reference) or gene (σ × each gene's global standard deviation).")
+    public var noiseScale = CICLNoiseScale.absolute
     @Setting("Standardise every gene (global mean and standard deviation, clipped at 10, as scanpy's scale) before the encoder; false: log-normalised values (the reference reads an externally normalised matrix).")
     public var scaleInput = false
     @Setting("Negatives of the contrastive losses: global (all-gathered, rank-count independent) or local (per rank, as the reference under DDP).")

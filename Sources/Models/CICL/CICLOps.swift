@@ -324,10 +324,13 @@ public enum CICLStreams {
 
     /// The reference's `random_gaussian_noise(p = 0.8)`: ⌊p·G⌋ genes drawn without replacement
     /// get N(0, σ²) added. Rows k (view 1) and b + k (view 2) of `out` (2b × G) are the two views of
-    /// row k of `clean` (b × G), the cell `ids[k]`.
-    public static func views(clean: Tensor, ids: [Int64], seed: UInt64, epoch: Int, fraction: Float, std: Float, into out: Tensor) {
+    /// row k of `clean` (b × G), the cell `ids[k]`. With `geneScale`, gene j's noise is N(0, (σ·geneScale[j])²).
+    public static func views(clean: Tensor, ids: [Int64], seed: UInt64, epoch: Int, fraction: Float, std: Float,
+                             geneScale: [Float]? = nil, into out: Tensor) {
         let b = clean.rows, g = clean.cols
         precondition(ids.count == b && out.rows == 2 * b && out.cols == g, "views: \(b) cells into \(out.rows)×\(out.cols)")
+        precondition(geneScale == nil || geneScale!.count == g, "views: \(geneScale?.count ?? 0) gene scales for \(g) genes")
+        let sigma = geneScale?.map { std * $0 } ?? []
         let m = min(g, Int(Float(g) * fraction))
         // Floyd's sampling of the smaller of the two sets (noised or left alone): a uniform m-subset.
         let markNoised = m <= g - m
@@ -347,7 +350,7 @@ public enum CICLStreams {
                 for j in 0..<g where marked[j] == markNoised {
                     let z: Float
                     if let s = spare { z = s; spare = nil } else { let (a, c) = normalPair(&rng); z = a; spare = c }
-                    dst[j] += std * z
+                    dst[j] += (sigma.isEmpty ? std : sigma[j]) * z
                 }
             }
         }
