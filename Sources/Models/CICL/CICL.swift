@@ -49,6 +49,10 @@
 //   Measured (K given, 20 epochs, seed 0, 2 ranks, AMD EPYC), ARI gene / absolute: baron 0.315 / 0.306,
 //   worm 0.428 / 0.345, pbmc 0.598 / 0.665, kidney 0.568 / 0.570, cite 0.378 / 0.519: no consistent
 //   gain, so the reference's absolute σ stays.
+// - `scale_input: true` (not the default), measured the same way, means of seeds 0/1/2, scaled /
+//   log-normalised: baron 0.389 / 0.301, worm 0.485 / 0.327, pbmc 0.616 / 0.685, kidney 0.513 / 0.548,
+//   cite 0.411 / 0.507 (mean 0.483 / 0.474): up on the two files whose HVGs come from ≈ 14,000 genes,
+//   down on the three top-2,000 files; either meets max(Leiden, k-means) on worm only.
 // - What the training adds, measured the same way: ARI after 1 epoch (the untrained encoder's
 //   k-means centres, barely moved) vs after the default 20, means of seeds 0/1/2: baron 0.330 / 0.301,
 //   worm 0.305 / 0.327, pbmc 0.649 / 0.685, kidney 0.599 / 0.548, cite 0.447 / 0.507 (mean 0.466 /
