@@ -20,6 +20,10 @@ struct Syncytium: ParsableCommand {
 
     static func main() {
         selectBLASKernels()
+        if let n = BLASThreadChoice.plan(environment: ProcessInfo.processInfo.environment, allowedCores: BLASThreadChoice.allowedCores,
+                                              defaultThreads: BLASLibrary.threads) {
+            BLASLibrary.setThreads(n)
+        }
         RankLogHandler.bootstrap()
         main(nil)
     }
