@@ -90,8 +90,6 @@ public struct Dataset: Sendable {
         ro.permutationSeed = permutationSeed
         var s = try CellReader.read(path, comm: comm, options: ro)
         let removed = try Preprocess.filterCells(&s, minCounts: max(options.minCounts, 1), minGenes: options.minGenes, comm: comm)
-        // The reader balances stored entries (reading costs per entry); the rest costs per cell.
-        s = try Redistribute.equalRows(s, comm: comm)
         if removed > 0 {
             Logger(label: "syncytium.data").warning("\(path): removed \(removed) cell(s) with fewer than \(Int(max(options.minCounts, 1))) counts or \(options.minGenes) genes")
         }
@@ -104,6 +102,15 @@ public struct Dataset: Sendable {
             Preprocess.subsetGenes(&norm, genes)
             Preprocess.subsetGenes(&s, genes)
         }
+        // The reader balances stored entries (reading and the passes above cost per entry); training costs
+        // per cell, so rows move to equal counts per rank here, after the gene subset: moving the whole
+        // input's entries before it held a second copy of them (1M cells × 2,000 genes, 2 ranks: read-stage
+        // peak 4,288 MiB per rank). Both shards hold the same rows, so they move alike; the normalised one
+        // carries its obs index only.
+        norm.obs = Frame(index: norm.obs.index)
+        norm = try Redistribute.equalRows(norm, comm: comm)
+        s = try Redistribute.equalRows(s, comm: comm)
+        precondition(norm.rowIds == s.rowIds, "Dataset.load: the normalised and count shards moved differently")
         let median = try Preprocess.medianLibrarySize(s, comm: comm)
         let sf = Preprocess.librarySizes(s).map { median > 0 ? Float($0) / median : 1 }
         var labels: [Int32]? = nil

@@ -21,11 +21,13 @@ public enum BLASLibrary {
 ///
 /// OpenBLAS starts one thread per online core in every process. Under a launcher that puts L ranks on
 /// one node (a bare `mpirun -np L`, `srun` without `launch/run`), that is L × cores threads on the
-/// node's cores: the ranks' GEMMs preempt each other and a step's time spikes several-fold (measured:
-/// 2 ranks on 2 cores, 100k cells, median pretraining step 37 ms with spikes to 280 ms, against 18 ms at one
-/// thread per rank). `plan` gives each local rank its share of the cores it may run on; `launch/run` and
-/// a user's `OPENBLAS_NUM_THREADS` / `GOTO_NUM_THREADS` / `OMP_NUM_THREADS` (which OpenBLAS reads itself)
-/// take precedence, and one process without a launcher keeps OpenBLAS's default (all cores).
+/// node's cores: the ranks' GEMMs preempt each other and steps spike several-fold (measured, scNAME on
+/// 100k cells, 2 ranks on 2 cores, AMD EPYC: step median 37 ms, 90th percentile 139 ms, max 276 ms with
+/// OpenBLAS's 2 threads per rank; 30 / 33 / 37 ms at one thread per rank). `plan` gives each local
+/// rank its share of the cores it may run on. `launch/run`'s and a user's `OPENBLAS_NUM_THREADS` /
+/// `GOTO_NUM_THREADS` / `OMP_NUM_THREADS` (which OpenBLAS reads itself) and SLURM's cpus-per-task take
+/// precedence; one process without a launcher keeps OpenBLAS's default (all cores), capped at the cores
+/// its affinity mask allows.
 public enum BLASThreadChoice {
     /// Launcher variables holding the number of ranks on this node: Open MPI, MPICH/Hydra, Intel MPI.
     static let localSizeVariables = ["OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "PMI_LOCAL_SIZE"]
